@@ -1,0 +1,110 @@
+"""Execute the chapter notebooks top to bottom (``make tutorial``, ``make test``, ``make notebooks``).
+
+    python -m deqa.nbrun [--smoke] [--out build/notebooks] [--inplace] [NOTEBOOK ...]
+
+By default executed copies go to ``--out`` and the tracked notebooks are left alone. ``--inplace``
+(maintainers) writes the outputs back into ``notebooks/``, cleaned of execution counts and
+metadata churn, so that readers on GitHub see them. Progress is printed per notebook and per cell.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from .paths import ROOT
+
+NOTEBOOK_DIR = ROOT / "notebooks"
+
+
+def chapter_notebooks() -> list[Path]:
+    """The numbered chapters in order (``solutions.ipynb`` comes last)."""
+    numbered = sorted(p for p in NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
+    extra = [p for p in [NOTEBOOK_DIR / "solutions.ipynb"] if p.exists()]
+    return numbered + extra
+
+
+def clean(nb) -> None:
+    """Drop execution counts and volatile metadata; keep outputs."""
+    nb.metadata = {
+        "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+        "language_info": {"name": "python"},
+    }
+    for cell in nb.cells:
+        cell.metadata = {k: v for k, v in cell.metadata.items() if k in ("tags",)}
+        cell.pop("id", None)
+        if cell.cell_type == "code":
+            cell.execution_count = None
+            for out in cell.get("outputs", []):
+                if "execution_count" in out:
+                    out["execution_count"] = None
+                out.pop("metadata", None) if out.get("metadata") == {} else None
+    nb.nbformat, nb.nbformat_minor = 4, 4
+
+
+def execute(path: Path, out_path: Path | None, timeout: int = 3600, verbose: bool = True) -> float:
+    """Run one notebook with the cwd set to its folder; returns the seconds it took."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                            resources={"metadata": {"path": str(path.parent)}})
+    n_code = sum(c.cell_type == "code" for c in nb.cells)
+    start = time.perf_counter()
+    done = 0
+    with client.setup_kernel():
+        for index, cell in enumerate(nb.cells):
+            if cell.cell_type != "code":
+                continue
+            client.execute_cell(cell, index)
+            done += 1
+            if verbose:
+                print(f"\r  {path.stem}: cell {done}/{n_code} ({time.perf_counter() - start:5.0f} s)",
+                      end="", flush=True)
+    if verbose:
+        print()
+    clean(nb)
+    if out_path is not None:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, out_path)
+    return time.perf_counter() - start
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m deqa.nbrun", description=__doc__.split("\n")[0])
+    ap.add_argument("notebooks", nargs="*", type=Path, help="default: every chapter in order")
+    ap.add_argument("--smoke", action="store_true", help="set DEQA_SMOKE=1 (seconds per notebook)")
+    ap.add_argument("--out", type=Path, default=ROOT / "build" / "notebooks",
+                    help="folder for the executed copies (default build/notebooks)")
+    ap.add_argument("--inplace", action="store_true",
+                    help="write cleaned outputs back into the tracked notebooks")
+    ap.add_argument("--timeout", type=int, default=3600, help="seconds per cell")
+    args = ap.parse_args(argv)
+    if args.smoke:
+        os.environ["DEQA_SMOKE"] = "1"
+    books = [p.resolve() for p in args.notebooks] or chapter_notebooks()
+    missing = [str(p) for p in books if not p.is_file()]
+    if missing:
+        print(f"error: notebook not found: {missing[0]}", file=sys.stderr)
+        return 2
+    total = 0.0
+    for i, book in enumerate(books, 1):
+        print(f"[{i}/{len(books)}] {book.name}", flush=True)
+        target = book if args.inplace else args.out / book.name
+        try:
+            took = execute(book, target, timeout=args.timeout)
+        except Exception as exc:  # noqa: BLE001 - report which notebook failed, then stop
+            print(f"\nerror: {book.name} failed: {type(exc).__name__}: {str(exc).splitlines()[-1] if str(exc) else ''}",
+                  file=sys.stderr)
+            return 1
+        total += took
+        print(f"  done in {took:.1f} s", flush=True)
+    print(f"all {len(books)} notebooks ran in {total:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,74 @@
+"""The one setup cell every notebook runs: seed, device (cuda -> mps -> cpu), paths, versions."""
+from __future__ import annotations
+
+import platform
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import paths
+
+
+@dataclass
+class Setup:
+    seed: int
+    device: str
+    smoke: bool
+    figures: Path
+    data: Path
+    runs: Path
+    real_iqa: Path | None
+
+
+def pick_device() -> str:
+    """``cuda`` if available, else ``mps``, else ``cpu`` (torch is imported only if installed)."""
+    try:
+        import torch
+    except ImportError:  # chapters 01-02 do not need torch
+        return "cpu"
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    try:
+        import torch
+    except ImportError:
+        return
+    torch.manual_seed(seed)
+
+
+def setup(seed: int = 0, torch_needed: bool = True, quiet: bool = False) -> Setup:
+    """Seed everything, pick the device, resolve the paths and print the versions in use."""
+    seed_everything(seed)
+    device = pick_device() if torch_needed else "cpu"
+    real = paths.real_iqa_dir() if paths.real_iqa_available() else None
+    s = Setup(seed=seed, device=device, smoke=paths.smoke(), figures=paths.figures_dir(),
+              data=paths.data_dir(), runs=paths.runs_dir(), real_iqa=real)
+    s.figures.mkdir(parents=True, exist_ok=True)
+    if not quiet:
+        import matplotlib
+        import pandas
+        import scipy
+        versions = {"python": platform.python_version(), "numpy": np.__version__,
+                    "scipy": scipy.__version__, "pandas": pandas.__version__,
+                    "matplotlib": matplotlib.__version__}
+        if torch_needed:
+            import torch
+            versions["torch"] = torch.__version__
+            try:
+                import transformers
+                versions["transformers"] = transformers.__version__
+            except ImportError:
+                pass
+        print("versions:", ", ".join(f"{k} {v}" for k, v in versions.items()))
+        print(f"device: {device} | seed: {seed} | smoke mode: {s.smoke}")
+        print(f"real annotations: {'found' if real else 'not found (synthetic raters are used)'}")
+    return s

@@ -1,0 +1,26 @@
+"""Shared fixtures: the real annotations folder (skipped, saying so, when absent) and temp outputs."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from deqa import paths
+
+
+@pytest.fixture(scope="session")
+def real_iqa() -> Path:
+    """Path to the real human annotations; tests that need it skip when it is absent."""
+    if not paths.real_iqa_available():
+        pytest.skip(f"real annotations not found at {paths.real_iqa_dir()} (set DEQA_REAL_IQA)")
+    return paths.real_iqa_dir()
+
+
+@pytest.fixture(autouse=True)
+def _outputs_to_tmp(tmp_path_factory, monkeypatch):
+    """Never let a test write into the tracked figures/ or the user's runs/ and data/."""
+    base = tmp_path_factory.getbasetemp() / "outputs"
+    for var, sub in (("DEQA_FIGURES", "figures"), ("DEQA_RUNS", "runs"), ("DEQA_DATA", "data")):
+        if var not in os.environ:
+            monkeypatch.setenv(var, str(base / sub))
