@@ -1,0 +1,45 @@
+"""``python -m deqa COMMAND ...``: the command line. Each command's arguments and its work live in
+the module of the same idea (``add_arguments(parser)`` and ``run(args)``); this file only dispatches
+and turns bad input into a one-line error and a non-zero exit."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# command -> (module that implements it, one-line help)
+COMMANDS = {
+    "build-tiny": ("deqa.tiny", "write the embedded tiny MLLM (Hugging Face format) to OUT_DIR"),
+    "synth": ("deqa.synth", "write the embedded synthetic IQA data sets to OUT_DIR"),
+    "train": ("deqa.train", "fine-tune an MLLM with the DeQA loss"),
+    "score": ("deqa.infer", "score images with a trained model (one forward pass each)"),
+    "evaluate": ("deqa.metrics", "PLCC/SRCC/KRCC and distribution gaps of predictions against metadata"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m deqa", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        importlib.import_module(module).add_arguments(p)
+        p.set_defaults(_module=module)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from .errors import DeqaError
+
+    try:
+        result = importlib.import_module(args._module).run(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (DeqaError, FileNotFoundError, NotADirectoryError, PermissionError) as exc:
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"error: {msg}", file=sys.stderr)
+        return 2
+    return int(result or 0)
