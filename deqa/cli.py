@@ -1,6 +1,8 @@
-"""``python -m deqa COMMAND ...``: the command line. Each command's arguments and its work live in
-the module of the same idea (``add_arguments(parser)`` and ``run(args)``); this file only dispatches
-and turns bad input into a one-line error and a non-zero exit."""
+"""python -m deqa COMMAND: build the tiny model, make data, train, score and evaluate.
+
+Each command's arguments and its work live in the module of the same idea (``add_arguments(parser)``
+and ``run(args)``); this file only dispatches and turns bad input into a one-line error and a
+non-zero exit."""
 from __future__ import annotations
 
 import argparse
@@ -17,20 +19,23 @@ COMMANDS = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; only the chosen command's module is imported (``--help`` of one command stays fast)."""
     parser = argparse.ArgumentParser(prog="python -m deqa", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
-        importlib.import_module(module).add_arguments(p)
+        if name == command:
+            importlib.import_module(module).add_arguments(p)
         p.set_defaults(_module=module)
     return parser
 
 
 def main(argv=None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    args = build_parser(command if command in COMMANDS else None).parse_args(argv)
     from .errors import DeqaError
 
     try:
