@@ -1,0 +1,576 @@
+"""Reading IQA metadata into one table schema, checking it, and turning it into soft labels.
+Explained in notebook 01 (``01_score_distributions``); the soft labels in notebook 02.
+
+Every reader returns a :class:`pandas.DataFrame` with the columns of :data:`SCHEMA`:
+
+=============  =========================================================================
+``image``      path of the image relative to the data set root (str)
+``mos``        mean opinion score on the data set's native scale (float)
+``std``        std of the opinion scores on the same native scale (float, NaN if unknown)
+``dataset``    data set name (str)
+``split``      ``"train"``, ``"val"`` or ``"test"``
+=============  =========================================================================
+
+and, where the file has them, ``c1..c5`` (fractions of 1..5 ratings), ``n_ratings`` and ``ref``
+(the pristine reference of a synthetically distorted image). Facts about the scale live in
+``DataFrame.attrs``: ``lo`` and ``hi`` (the nominal scale, ``None`` when not known),
+``lower_is_better`` (``True`` for a DMOS), ``format`` and ``source`` (the file read), and ``scales``
+(``{dataset: {"lo", "hi", "lower_is_better"}}``, kept by :func:`combine`).
+
+Formats (``format=``): ``koniq`` (official KonIQ-10k sets file), ``pyiqa`` (``meta_info_*.csv`` and
+other CSVs whose columns are recognised by name), ``liqe`` (tab-separated path, mos, std),
+``deqa_json`` (DeQA-Score meta JSON), ``qalign_json`` (Q-Align JSON) and ``csv`` (this schema, as
+written by ``python -m deqa synth``). data/README.md describes each format and its quirks.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import DeqaError
+
+SCHEMA = ("image", "mos", "std", "dataset", "split")
+HISTOGRAM = ("c1", "c2", "c3", "c4", "c5")
+OPTIONAL = HISTOGRAM + ("n_ratings", "ref")
+SPLITS = ("train", "val", "test")
+LEVEL_COLUMNS = ("q_bad", "q_poor", "q_fair", "q_good", "q_excellent")
+FORMATS = ("koniq", "pyiqa", "liqe", "deqa_json", "qalign_json", "csv")
+
+#: KonIQ-10k's SD is on the 1-5 rating scale; 1..5 mapped linearly onto 0..100 stretches it by 100/4.
+KONIQ_SD_TO_MOS_SCALE = 25.0
+
+_SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "val",
+                "validation": "val", "test": "test", "testing": "test"}
+_KONIQ_PYIQA_SPLIT_CODES = {0: "train", 1: "val", 2: "test"}
+
+# Nominal scale and direction of the MOS column in the pyiqa / official / Q-Align copies
+# (the values those files hold, per data set). LIQE's txt files use other scales (see README).
+_NOMINAL = {
+    "koniq10k": (0.0, 100.0, False), "kadid10k": (1.0, 5.0, False), "spaq": (0.0, 100.0, False),
+    "livec": (0.0, 100.0, False), "csiq": (0.0, 1.0, True), "live": (0.0, 100.0, True),
+    "livemd": (0.0, 100.0, True), "tid2013": (0.0, 9.0, False), "tid2008": (0.0, 9.0, False),
+    "koniq10k++": (1.0, 5.0, False), "flive": (0.0, 100.0, False),
+}
+_DATASET_ALIASES = {
+    "koniq": "koniq10k", "koniq10k_distributions_sets": "koniq10k", "kadid": "kadid10k",
+    "livechallenge": "livec", "clive": "livec", "live_challenge": "livec", "liveiqa": "live",
+    "live_iqa_r2": "live", "live_md": "livemd", "agi": "agiqa3k", "agiqa": "agiqa3k",
+    "koniq10k_plusplus": "koniq10k++",
+}
+_GENERIC_STEMS = {"data", "meta", "metadata", "labels", "labels_image", "labels640", "mos", "scores"}
+
+# Column names recognised by the pyiqa / generic CSV reader, in order of preference.
+_IMAGE_COLUMNS = ("image", "dist_name", "img_name", "image_name", "Image name", "name",
+                  "filename", "img_path", "name_image", "path")
+_MOS_COLUMNS = ("mos", "MOS", "dmos", "DMOS", "qmos", "mos_quality", "gt_score", "score",
+                "elo_score", "mos_image")
+_STD_COLUMNS = ("std", "SD", "sd", "std_quality", "mos_std")
+_REF_COLUMNS = ("ref_name", "hq_name", "ref")
+
+_OPTIONS = {"lo", "hi", "lower_is_better", "std_scale", "std_is_variance", "keep_extra"}
+
+
+# --------------------------------------------------------------------------------------- readers
+
+def read_metadata(path, format: str = "auto", dataset: str | None = None,
+                  split: str | None = None, **opts) -> pd.DataFrame:
+    """Read one metadata file into the schema of this module, checked row by row.
+
+    ``format``: ``"auto"`` (from the extension and the columns) or one of :data:`FORMATS`.
+    ``dataset``: the name written to the ``dataset`` column (default: guessed from the file name).
+    ``split``: for a file without a split column, the split of every row (default ``"test"``);
+    for a file with one, keep only the rows of that split.
+    Options: ``lo``, ``hi`` (nominal scale), ``lower_is_better``, ``std_scale`` (multiply std),
+    ``std_is_variance`` (take the square root of the std column), ``keep_extra`` (keep the file's
+    other columns). Bad input raises :class:`DeqaError` naming the file and the row.
+    """
+    path = Path(path)
+    unknown = set(opts) - _OPTIONS
+    if unknown:
+        raise DeqaError(f"read_metadata: unknown option(s) {sorted(unknown)}; known: {sorted(_OPTIONS)}")
+    if split is not None and split not in SPLITS:
+        raise DeqaError(f"read_metadata: split must be one of {SPLITS}, got {split!r}")
+    if not path.is_file():
+        raise DeqaError(f"{path}: metadata file not found")
+    if path.stat().st_size == 0:
+        raise DeqaError(f"{path}: the file is empty")
+    fmt = detect_format(path) if format == "auto" else format
+    if fmt not in FORMATS:
+        raise DeqaError(f"{path}: unknown metadata format {format!r}; use 'auto' or one of {FORMATS}")
+    guessed = guess_dataset(path)
+    name = dataset or guessed
+    facts = guessed if guessed in _NOMINAL else name.lower()  # known scale facts follow the file
+    table, info = _READERS[fmt](path, facts, opts)
+    return _finish(table, info, path, fmt, name, split, opts)
+
+
+def detect_format(path) -> str:
+    """Guess the format of a metadata file from its extension, header or first JSON entry."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        entries = _load_json(path)
+        first = entries[0] if isinstance(entries[0], dict) else {}
+        return "deqa_json" if ("std" in first and "gt_score" in first) else "qalign_json"
+    if suffix in (".txt", ".tsv"):
+        return "liqe"
+    if suffix == ".csv":
+        columns = set(_read_csv(path, nrows=0).columns)
+        if {"image_name", "MOS", "SD", "set"} <= columns:
+            return "koniq"
+        if {"image", "mos"} <= columns:
+            return "csv"
+        return "pyiqa"
+    raise DeqaError(f"{path}: cannot tell the metadata format from the extension {suffix!r}; "
+                    f"pass format= one of {FORMATS}")
+
+
+def guess_dataset(path) -> str:
+    """A short data set name from a file name: meta_info_KADID10kDataset.csv -> 'kadid10k'."""
+    path = Path(path)
+    stem = path.stem
+    match = re.fullmatch(r"meta_info_(.+?)Dataset", stem)
+    name = (match.group(1) if match else stem).lower()
+    if name in _GENERIC_STEMS and path.parent.name:
+        name = path.parent.name.lower()
+    name = re.sub(r"^(test|train|val)_", "", name)
+    name = re.sub(r"_(all|\d+k)$", "", name)
+    return _DATASET_ALIASES.get(name, name)
+
+
+def _read_koniq(path, name, opts):
+    raw = _read_csv(path)
+    _require(raw, ("image_name", "MOS", "SD", "set"), path)
+    table = pd.DataFrame({"image": raw["image_name"], "mos": raw["MOS"],
+                          "std": _numeric(raw["SD"], "SD", path, raw["image_name"]) * KONIQ_SD_TO_MOS_SCALE,
+                          "split": raw["set"]})
+    for col in HISTOGRAM:
+        if col in raw:
+            table[col] = raw[col]
+    if "c_total" in raw:
+        table["n_ratings"] = raw["c_total"]
+    return table, {"lo": 0.0, "hi": 100.0, "lower_is_better": False, "extra": raw}
+
+
+def _read_pyiqa(path, name, opts):
+    raw = _read_csv(path)
+    image_col = _pick(raw, _IMAGE_COLUMNS)
+    mos_col = _pick(raw, _MOS_COLUMNS)
+    if image_col is None or mos_col is None:
+        raise DeqaError(f"{path}: no image column ({', '.join(_IMAGE_COLUMNS)}) or no MOS column "
+                        f"({', '.join(_MOS_COLUMNS)}) among {list(raw.columns)}")
+    std_col = _pick(raw, _STD_COLUMNS)
+    ref_col = _pick(raw, _REF_COLUMNS)
+    table = pd.DataFrame({"image": raw[image_col], "mos": raw[mos_col]})
+    std = (_numeric(raw[std_col], std_col, path, raw[image_col]) if std_col
+           else pd.Series(np.nan, index=raw.index))
+    lo, hi, lower = _NOMINAL.get(name, (None, None, False))
+    variance = False
+    columns = set(raw.columns)
+    if {"split", "c_total"} <= columns and set(HISTOGRAM) <= columns:
+        # pyiqa's KonIQ-10k copy: same numbers as the official file, split coded 0/1/2.
+        std = std * KONIQ_SD_TO_MOS_SCALE
+        codes = pd.to_numeric(raw["split"], errors="coerce")
+        table["split"] = codes.map(_KONIQ_PYIQA_SPLIT_CODES).fillna(raw["split"].astype(str))
+        table["n_ratings"] = raw["c_total"]
+        for col in HISTOGRAM:
+            table[col] = raw[col]
+        lo, hi, lower = _NOMINAL["koniq10k"]
+    elif "split" in columns:
+        table["split"] = raw["split"]
+    if mos_col.lower() == "dmos" and std_col is not None:
+        # pyiqa's KADID-10k copy: the official dmos.csv with `var` renamed `std` (LIQE's std is the
+        # square root of it); its "dmos" is a quality MOS, higher is better.
+        variance, lower = True, False
+        if lo is None:
+            lo, hi = _NOMINAL["kadid10k"][:2]
+    elif mos_col.lower() == "dmos":
+        lower = True  # CSIQ, LIVE-MD: a true DMOS, lower is better
+    if ref_col is not None and ref_col != image_col:
+        table["ref"] = raw[ref_col]
+    table["std"] = std
+    return table, {"lo": lo, "hi": hi, "lower_is_better": lower, "std_is_variance": variance,
+                   "extra": raw}
+
+
+def _read_liqe(path, name, opts):
+    try:
+        raw = pd.read_csv(path, sep="\t", header=None, dtype={0: str}, keep_default_na=False,
+                          na_values=[""])
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise DeqaError(f"{path}: not a tab-separated LIQE file (path, mos, std): {_first_line(exc)}") from None
+    if raw.shape[1] < 2:
+        raise DeqaError(f"{path}: a LIQE file needs tab-separated columns path, mos[, std]; "
+                        f"found {raw.shape[1]} column(s)")
+    table = pd.DataFrame({"image": raw[0], "mos": raw[1]})
+    table["std"] = _numeric(raw[2], "std", path, raw[0]) if raw.shape[1] > 2 else np.nan
+    return table, {"lo": None, "hi": None, "lower_is_better": False, "extra": None}
+
+
+def _read_deqa_json(path, name, opts):
+    raw = _json_frame(path)
+    _require(raw, ("image", "gt_score"), path)
+    table = pd.DataFrame({"image": raw["image"], "mos": raw["gt_score"]})
+    table["std"] = _numeric(raw["std"], "std", path, raw["image"]) if "std" in raw else np.nan
+    if "split" in raw:
+        table["split"] = raw["split"]
+    lo, hi, lower = _NOMINAL.get(name, (None, None, False))
+    return table, {"lo": lo, "hi": hi, "lower_is_better": lower, "extra": raw}
+
+
+def _read_qalign_json(path, name, opts):
+    raw = _json_frame(path)
+    image_col = "image" if "image" in raw else ("img_path" if "img_path" in raw else None)
+    if image_col is None:
+        raise DeqaError(f"{path}: Q-Align JSON entries need an 'image' or 'img_path' field; "
+                        f"found {sorted(raw.columns)}")
+    score = raw["gt_score"] if "gt_score" in raw else pd.Series(None, index=raw.index, dtype=object)
+    if "id" in raw:  # "10007357496.jpg->68.7285714286": the score after the arrow
+        from_id = raw["id"].astype(str).str.rsplit("->", n=1).str[1]
+        score = score.where(score.notna(), from_id.where(raw["id"].astype(str).str.contains("->")))
+    elif "gt_score" not in raw:
+        raise DeqaError(f"{path}: Q-Align JSON entries need 'gt_score' or an 'id' of the form NAME->SCORE")
+    table = pd.DataFrame({"image": raw[image_col], "mos": score, "std": np.nan})
+    lo, hi, lower = _NOMINAL.get(name, (None, None, False))
+    return table, {"lo": lo, "hi": hi, "lower_is_better": lower, "extra": raw}
+
+
+def _read_schema_csv(path, name, opts):
+    raw = _read_csv(path)
+    _require(raw, ("image", "mos"), path)
+    table = raw.copy()
+    if "std" not in table:
+        table["std"] = np.nan
+    else:
+        table["std"] = _numeric(raw["std"], "std", path, raw["image"])
+    lo, hi, lower = _synthetic_scale(path)
+    return table, {"lo": lo, "hi": hi, "lower_is_better": lower, "extra": None}
+
+
+# The score scales of ``python -m deqa synth``, named in the params.json beside each meta.csv.
+_SYNTH_SCALES = {"1-5": (1.0, 5.0, False), "0-100": (0.0, 100.0, False),
+                 "dmos-0-100": (0.0, 100.0, True)}
+
+
+def _synthetic_scale(path):
+    """Nominal scale and direction from the params.json the synthetic generator writes beside meta.csv."""
+    params = Path(path).with_name("params.json")
+    try:
+        scale = json.loads(params.read_text(encoding="utf-8"))["spec"]["scale"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None, None, False
+    return _SYNTH_SCALES.get(scale, (None, None, False))
+
+
+_READERS = {"koniq": _read_koniq, "pyiqa": _read_pyiqa, "liqe": _read_liqe,
+            "deqa_json": _read_deqa_json, "qalign_json": _read_qalign_json, "csv": _read_schema_csv}
+
+
+# ------------------------------------------------------------------------------------ validation
+
+def validate(df: pd.DataFrame, source: str = "table") -> pd.DataFrame:
+    """Check a table in the schema; raise :class:`DeqaError` naming ``source`` and the first bad row.
+
+    Rows are numbered from 1 in file order (the header is not a row). Returns ``df`` unchanged.
+    """
+    missing = [c for c in SCHEMA if c not in df.columns]
+    if missing:
+        raise DeqaError(f"{source}: missing required column(s) {missing}; found {list(df.columns)}")
+    if len(df) == 0:
+        raise DeqaError(f"{source}: no data rows")
+    images = df["image"]
+    bad = images.isna().to_numpy() | (images.astype(str).str.strip() == "").to_numpy()
+    _raise_first(bad, source, images, "the image name is empty")
+    mos = df["mos"].to_numpy(dtype=float)
+    _raise_first(~np.isfinite(mos), source, images, "MOS is missing or not a finite number")
+    std = df["std"].to_numpy(dtype=float)
+    _raise_first(np.isinf(std), source, images, "std is infinite")
+    _raise_first(std < 0, source, images, "std is negative", values=std)
+    split_ok = df["split"].isin(SPLITS).to_numpy()
+    _raise_first(~split_ok, source, images, "unknown split {value} (use one of " + ", ".join(SPLITS) + ")",
+                 values=df["split"].to_numpy())
+    _raise_first(df["dataset"].isna().to_numpy() | (df["dataset"].astype(str) == "").to_numpy(),
+                 source, images, "the dataset name is empty")
+    key = _image_key(images)
+    dup = key.duplicated(keep="first").to_numpy()
+    if dup.any():
+        i = int(np.flatnonzero(dup)[0])
+        first = int(np.flatnonzero((key == key.iloc[i]).to_numpy())[0])
+        raise DeqaError(f"{source}: row {i + 1} (image {images.iloc[i]!r}): duplicated image name, "
+                        f"already at row {first + 1}")
+    if all(c in df.columns for c in HISTOGRAM):
+        hist = df[list(HISTOGRAM)].to_numpy(dtype=float)
+        given = ~np.all(np.isnan(hist), axis=1)  # a combined table has no histogram for some sets
+        ok = np.all(np.isfinite(hist) & (hist >= -1e-9) & (hist <= 1 + 1e-9), axis=1)
+        _raise_first(given & ~ok, source, images, "c1..c5 must be fractions in [0, 1]")
+        total = hist.sum(axis=1)
+        _raise_first(given & (np.abs(total - 1.0) > 1e-4), source, images, "c1..c5 must sum to 1",
+                     values=total)
+    if "n_ratings" in df.columns:
+        n = df["n_ratings"].to_numpy(dtype=float)
+        bad = ~np.isnan(n) & ((n < 0) | (n != np.round(n)))
+        _raise_first(bad, source, images, "n_ratings must be a whole number >= 0", values=n)
+    return df
+
+
+def _finish(table, info, path, fmt, name, split, opts):
+    source = str(path)
+    images = table["image"].astype(str).where(table["image"].notna(), None)
+    table["image"] = images
+    table["mos"] = _numeric(table["mos"], "MOS", path, images)
+    scale = opts.get("std_scale")
+    if opts.get("std_is_variance", info.get("std_is_variance", False)):
+        variance = table["std"].to_numpy(dtype=float)
+        _raise_first(variance < 0, source, images, "the variance column (read as std) is negative",
+                     values=variance)
+        table["std"] = np.sqrt(variance)
+    if scale is not None:
+        table["std"] = table["std"] * float(scale)
+    for col in HISTOGRAM + ("n_ratings",):
+        if col in table:
+            table[col] = _numeric(table[col], col, path, images)
+    if "dataset" not in table or fmt != "csv":
+        table["dataset"] = name
+    else:
+        table["dataset"] = table["dataset"].fillna(name).astype(str)
+    if "split" in table:
+        raw_split = table["split"]
+        mapped = raw_split.astype(str).str.strip().str.lower().map(_SPLIT_NAMES)
+        table["split"] = mapped.where(mapped.notna(), raw_split.astype(str))
+    else:
+        table["split"] = split or "test"
+        split = None
+    if opts.get("keep_extra") and info.get("extra") is not None:
+        extra = info["extra"]
+        for col in extra.columns:
+            if col not in table.columns:
+                table[col] = extra[col].to_numpy()
+    order = list(SCHEMA) + [c for c in OPTIONAL if c in table.columns]
+    table = table[order + [c for c in table.columns if c not in order]]
+    validate(table, source)
+    if split is not None:
+        table = table[table["split"] == split].reset_index(drop=True)
+        if len(table) == 0:
+            raise DeqaError(f"{source}: no rows in split {split!r}")
+    lo = opts.get("lo", info["lo"])
+    hi = opts.get("hi", info["hi"])
+    lower = bool(opts.get("lower_is_better", info["lower_is_better"]))
+    table = table.reset_index(drop=True)
+    table.attrs = {"lo": lo, "hi": hi, "lower_is_better": lower, "format": fmt, "source": path.name,
+                   "scales": {d: {"lo": lo, "hi": hi, "lower_is_better": lower}
+                              for d in pd.unique(table["dataset"])}}
+    return table
+
+
+# ------------------------------------------------------------------------------ overlap, combine
+
+def _image_key(images: pd.Series, by: str = "path") -> pd.Series:
+    """Image identity inside a data set: the path with forward slashes, case-insensitive;
+    ``by="name"`` keeps only the file name (for copies that prefix a folder, as Q-Align's do)."""
+    key = images.astype(str).str.strip().str.replace("\\", "/", regex=False).str.lower()
+    if by == "name":
+        return key.str.rsplit("/", n=1).str[-1]
+    if by != "path":
+        raise DeqaError(f"image identity must be by 'path' or 'name', got {by!r}")
+    return key
+
+
+def _identity(df: pd.DataFrame, by: str = "path") -> pd.Series:
+    return df["dataset"].astype(str).str.lower() + "::" + _image_key(df["image"], by)
+
+
+def check_no_overlap(train_df: pd.DataFrame, test_df: pd.DataFrame, by: str = "path") -> None:
+    """Refuse a train table and a test table that share an image: same dataset and same image
+    path (``by="path"``, case-insensitive) or same file name (``by="name"``)."""
+    train_keys = _identity(train_df, by)
+    shared = _identity(test_df, by).isin(set(train_keys)).to_numpy()
+    if shared.any():
+        i = int(np.flatnonzero(shared)[0])
+        raise DeqaError(f"train/test overlap: {int(shared.sum())} test image(s) also in the training "
+                        f"data, e.g. {test_df['dataset'].iloc[i]}/{test_df['image'].iloc[i]}")
+
+
+def split_overlap(df: pd.DataFrame, by: str = "path") -> pd.DataFrame:
+    """Rows whose image (dataset + image path or name) appears in more than one split of the table."""
+    key = _identity(df, by)
+    n_splits = df.groupby(key.to_numpy())["split"].nunique()
+    return df[key.map(n_splits).to_numpy() > 1]
+
+
+def check_split_overlap(df: pd.DataFrame, by: str = "path") -> None:
+    """Refuse a table in which the same image appears in two splits."""
+    rows = split_overlap(df, by)
+    if len(rows):
+        first = rows.iloc[0]
+        key = _identity(rows, by)
+        splits = sorted(rows.loc[(key == key.iloc[0]).to_numpy(), "split"].unique())
+        n_images = key.nunique()
+        raise DeqaError(f"split overlap: {n_images} image(s) appear in more than one split, e.g. "
+                        f"{first['dataset']}/{first['image']} in {' and '.join(splits)}")
+
+
+def combine(tables, check_overlap: bool = True, by: str = "path") -> pd.DataFrame:
+    """Stack tables (e.g. several data sets, or train and test files) into one.
+
+    Each data set keeps its own scale in ``attrs["scales"]``, which :func:`to_levels` uses. With
+    ``check_overlap`` an image in two splits, or twice in one split, raises :class:`DeqaError`.
+    """
+    tables = list(tables)
+    if not tables:
+        raise DeqaError("combine: no tables given")
+    scales: dict = {}
+    for t in tables:
+        for name in pd.unique(t["dataset"]):
+            scale = t.attrs.get("scales", {}).get(name) or {
+                "lo": t.attrs.get("lo"), "hi": t.attrs.get("hi"),
+                "lower_is_better": bool(t.attrs.get("lower_is_better", False))}
+            if name in scales and scales[name] != scale:
+                raise DeqaError(f"combine: dataset {name!r} comes with two different scales "
+                                f"{scales[name]} and {scale}; rename one with dataset=")
+            scales[name] = scale
+    out = pd.concat(tables, ignore_index=True)
+    if check_overlap:
+        check_split_overlap(out, by)
+        key = _identity(out, by)
+        dup = key.duplicated().to_numpy()
+        if dup.any():
+            i = int(np.flatnonzero(dup)[0])
+            raise DeqaError(f"combine: {int(dup.sum())} image(s) appear twice in the same split, e.g. "
+                            f"{out['dataset'].iloc[i]}/{out['image'].iloc[i]} ({out['split'].iloc[i]})")
+    out.attrs = {"scales": scales}
+    return out
+
+
+# ---------------------------------------------------------------------------------- soft labels
+
+def to_levels(df: pd.DataFrame, lo=None, hi=None, method: str = "cdf", reference: bool = False,
+              nominal: bool = False) -> pd.DataFrame:
+    """Add ``mu``, ``sigma`` (the score on [1, 5]) and the soft labels ``q_bad .. q_excellent``.
+
+    Each data set in the table is rescaled on its own (``deqa.levels.rescale``): between ``lo`` and
+    ``hi`` when given, else its nominal scale from ``attrs`` when ``nominal=True`` and known, else
+    its observed min and max MOS (the published implementation's choice: call this on the whole
+    data set, not a split, or pass the scale). A DMOS (``attrs`` lower_is_better) is flipped.
+    Rows with no std get the two-level label (``deqa.soft_label.soft_labels``).
+    """
+    from .levels import rescale
+    from .soft_label import soft_labels
+
+    validate(df, df.attrs.get("source", "table"))
+    scales = df.attrs.get("scales", {})
+    mu = np.empty(len(df))
+    sigma = np.empty(len(df))
+    names = df["dataset"].to_numpy()
+    for name in pd.unique(names):
+        rows = np.flatnonzero(names == name)
+        scale = scales.get(name, {"lo": df.attrs.get("lo"), "hi": df.attrs.get("hi"),
+                                  "lower_is_better": df.attrs.get("lower_is_better", False)})
+        lo_ = lo if lo is not None else (scale.get("lo") if nominal else None)
+        hi_ = hi if hi is not None else (scale.get("hi") if nominal else None)
+        mos = df["mos"].to_numpy(dtype=float)[rows]
+        try:
+            mu[rows], sigma[rows] = rescale(mos, df["std"].to_numpy(dtype=float)[rows], lo_, hi_,
+                                            bool(scale.get("lower_is_better", False)))
+        except ValueError as exc:
+            raise DeqaError(f"to_levels: dataset {name!r}: {exc}; pass lo= and hi=") from None
+        outside = (mu[rows] < 1 - 1e-9) | (mu[rows] > 5 + 1e-9)
+        if outside.any():
+            i = rows[int(np.flatnonzero(outside)[0])]
+            raise DeqaError(f"to_levels: dataset {name!r}: row {i + 1} (image {df['image'].iloc[i]!r}) "
+                            f"has MOS {df['mos'].iloc[i]:.6g} outside the scale [{lo_}, {hi_}]")
+    out = df.copy()
+    out["mu"] = mu
+    out["sigma"] = sigma
+    q = soft_labels(np.clip(mu, 1.0, 5.0), sigma, method=method, reference=reference)
+    for k, col in enumerate(LEVEL_COLUMNS):
+        out[col] = q[:, k]
+    return out
+
+
+def make_synthetic(out_dir, **kw) -> pd.DataFrame:
+    """Write the embedded synthetic data set(s) to ``out_dir``: see ``deqa.synth.make_synthetic``."""
+    from .synth import make_synthetic as _make
+
+    return _make(out_dir, **kw)
+
+
+# ------------------------------------------------------------------------------------- helpers
+
+def _read_csv(path, **kw) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path, **kw)
+    except pd.errors.EmptyDataError:
+        raise DeqaError(f"{path}: the file is empty") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise DeqaError(f"{path}: not a readable CSV file: {_first_line(exc)}") from None
+
+
+def _load_json(path):
+    try:
+        entries = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DeqaError(f"{path}: not valid JSON: {_first_line(exc)}") from None
+    if not isinstance(entries, list):
+        raise DeqaError(f"{path}: expected a JSON list of entries, got {type(entries).__name__}")
+    if not entries:
+        raise DeqaError(f"{path}: the file is empty (no entries)")
+    return entries
+
+
+def _json_frame(path) -> pd.DataFrame:
+    entries = _load_json(path)
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise DeqaError(f"{path}: row {i + 1}: expected a JSON object, got {type(entry).__name__}")
+    return pd.DataFrame.from_records(entries)
+
+
+def _require(raw: pd.DataFrame, columns, path) -> None:
+    missing = [c for c in columns if c not in raw.columns]
+    if missing:
+        raise DeqaError(f"{path}: missing required column(s) {missing}; found {list(raw.columns)}")
+
+
+def _pick(raw: pd.DataFrame, candidates):
+    for c in candidates:
+        if c in raw.columns:
+            return c
+    lower = {str(c).lower(): c for c in raw.columns}
+    for c in candidates:
+        if c.lower() in lower:
+            return lower[c.lower()]
+    return None
+
+
+def _numeric(values: pd.Series, what: str, path, images) -> pd.Series:
+    """Column as float; a value that is present but not a number raises, naming the row."""
+    if pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(values.dtype):
+        return values.astype(float)
+    text = values.astype(object)
+    out = pd.to_numeric(values.astype(str).str.strip().where(values.notna(), None), errors="coerce")
+    bad = (out.isna() & values.notna() & (values.astype(str).str.strip() != "")).to_numpy()
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        image = images.iloc[i] if images is not None else "?"
+        raise DeqaError(f"{path}: row {i + 1} (image {image!r}): {what} is not a number "
+                        f"({text.iloc[i]!r})")
+    return out.astype(float)
+
+
+def _raise_first(mask, source, images, message, values=None) -> None:
+    mask = np.asarray(mask, dtype=bool)
+    if mask.any():
+        i = int(np.flatnonzero(mask)[0])
+        if values is not None:
+            value = values[i]
+            shown = f"{value:.6g}" if isinstance(value, float) else repr(value)
+            message = message.format(value=shown) if "{value}" in message else f"{message} ({shown})"
+        raise DeqaError(f"{source}: row {i + 1} (image {images.iloc[i]!r}): {message}")
+
+
+def _first_line(exc) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

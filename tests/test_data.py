@@ -1,0 +1,348 @@
+"""deqa.data: every reader on the real annotation files (counts and cross-file equalities from the
+MANIFEST of the real data) and every kind of bad input on small files written here."""
+from __future__ import annotations
+
+import json
+import sys
+import types
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from deqa import data
+from deqa.errors import DeqaError
+from deqa.levels import CENTERS
+
+
+def _by_name(df: pd.DataFrame) -> pd.DataFrame:
+    """Index a table by lower-case file name (copies differ in folder prefix and in case)."""
+    return df.set_index(df["image"].str.rsplit("/", n=1).str[-1].str.lower())
+
+
+@pytest.fixture(scope="module")
+def koniq(real_iqa):
+    return data.read_metadata(real_iqa / "koniq10k" / "koniq10k_distributions_sets.csv")
+
+
+@pytest.fixture(scope="module")
+def kadid(real_iqa):
+    return data.read_metadata(real_iqa / "kadid10k" / "meta_info_KADID10kDataset.csv")
+
+
+# ------------------------------------------------------------------------------- real files
+
+def test_koniq_official_sets_file(koniq):
+    assert koniq.attrs["format"] == "koniq" and len(koniq) == 10073
+    assert list(koniq.columns[:5]) == list(data.SCHEMA)
+    assert koniq["split"].value_counts().to_dict() == {"train": 7058, "test": 2015, "val": 1000}
+    assert (koniq["dataset"] == "koniq10k").all()
+    assert koniq["mos"].min() == pytest.approx(3.912, abs=1e-3)
+    assert koniq["mos"].max() == pytest.approx(88.389, abs=1e-3)
+    # SD (1-5 rating scale, 0.296..1.098, mean 0.575) is stretched by 25 onto the 0-100 scale
+    assert koniq["std"].min() == pytest.approx(0.296 * 25, abs=0.05)
+    assert koniq["std"].mean() == pytest.approx(0.575 * 25, abs=0.05)
+    hist = koniq[list(data.HISTOGRAM)].to_numpy()
+    np.testing.assert_allclose(hist.sum(axis=1), 1.0, atol=1e-9)
+    counts = hist * koniq["n_ratings"].to_numpy()[:, None]
+    np.testing.assert_allclose(counts, np.round(counts), atol=1e-6)  # fractions of whole counts
+    assert koniq["n_ratings"].min() == 93 and koniq["n_ratings"].max() == 157
+    assert koniq.attrs["lo"] == 0 and koniq.attrs["hi"] == 100 and not koniq.attrs["lower_is_better"]
+
+
+def test_koniq_std_is_the_rating_sd_times_25(koniq):
+    """std / 25 is the sample std (ddof=1) of the ratings implied by the histogram."""
+    hist = koniq[list(data.HISTOGRAM)].to_numpy()
+    n = koniq["n_ratings"].to_numpy()
+    mean = hist @ CENTERS
+    var = (hist @ CENTERS**2 - mean**2) * n / (n - 1)
+    np.testing.assert_allclose(koniq["std"] / 25.0, np.sqrt(var), atol=1e-9)
+
+
+def test_koniq_pyiqa_copy_equals_official(real_iqa, koniq):
+    pyiqa = data.read_metadata(real_iqa / "koniq10k" / "meta_info_KonIQ10kDataset.csv")
+    assert pyiqa.attrs["format"] == "pyiqa" and len(pyiqa) == 10073
+    a, b = koniq.set_index("image"), pyiqa.set_index("image").loc[koniq["image"]]
+    for col in ("mos", "std", *data.HISTOGRAM, "n_ratings"):
+        np.testing.assert_array_equal(a[col].to_numpy(), b[col].to_numpy(), err_msg=col)
+    assert (a["split"].to_numpy() == b["split"].to_numpy()).all()  # 0/1/2 decoded as train/val/test
+
+
+def test_koniq_liqe_copy_is_the_histogram_mean(real_iqa, koniq):
+    liqe = data.read_metadata(real_iqa / "koniq10k" / "koniq10k_all.txt")
+    assert liqe.attrs["format"] == "liqe" and len(liqe) == 10073 and liqe["split"].eq("test").all()
+    official = _by_name(koniq).loc[_by_name(liqe).index]
+    np.testing.assert_allclose(liqe["mos"], official[list(data.HISTOGRAM)].to_numpy() @ CENTERS,
+                               atol=1e-6)
+    np.testing.assert_allclose(liqe["std"] * 25.0, official["std"], atol=25 * 1e-6)
+
+
+def test_kadid_pyiqa_std_column_is_the_variance(real_iqa, kadid):
+    assert len(kadid) == 10125 and kadid["ref"].nunique() == 81
+    assert not kadid.attrs["lower_is_better"] and kadid.attrs["lo"] == 1 and kadid.attrs["hi"] == 5
+    assert kadid["mos"].min() == pytest.approx(1.0) and kadid["mos"].max() == pytest.approx(4.93)
+    liqe = data.read_metadata(real_iqa / "kadid10k" / "kadid10k_all.txt")
+    assert len(liqe) == 10125
+    other = _by_name(liqe).loc[_by_name(kadid).index]
+    np.testing.assert_array_equal(kadid["mos"].to_numpy(), other["mos"].to_numpy())
+    np.testing.assert_allclose(kadid["std"].to_numpy(), other["std"].to_numpy(), atol=1e-5)
+    raw = data.read_metadata(real_iqa / "kadid10k" / "meta_info_KADID10kDataset.csv",
+                             std_is_variance=False)
+    assert raw["std"].max() == pytest.approx(1.593, abs=1e-3)  # the variance, as stored
+    np.testing.assert_allclose(np.sqrt(raw["std"]), kadid["std"], atol=0)
+
+
+def test_live_challenge_pyiqa_and_liqe(real_iqa):
+    pyiqa = data.read_metadata(real_iqa / "live_challenge" / "meta_info_LIVEChallengeDataset.csv")
+    liqe = data.read_metadata(real_iqa / "live_challenge" / "clive_all.txt")
+    assert len(pyiqa) == 1169 and len(liqe) == 1162
+    assert pyiqa["dataset"].iloc[0] == liqe["dataset"].iloc[0] == "livec"
+    assert {f"t{i}.bmp" for i in range(1, 8)} <= set(pyiqa["image"])
+    assert pyiqa["mos"].min() == pytest.approx(3.42, abs=0.01)
+    assert pyiqa["std"].min() == pytest.approx(6.76, abs=0.01)
+    shared = _by_name(pyiqa).loc[_by_name(liqe).index]
+    np.testing.assert_allclose(shared["mos"], liqe["mos"], atol=1e-6)
+    np.testing.assert_allclose(shared["std"], liqe["std"], atol=1e-6)
+
+
+def test_spaq_has_no_std(real_iqa):
+    spaq = data.read_metadata(real_iqa / "spaq" / "meta_info_SPAQDataset.csv")
+    assert len(spaq) == 11125 and spaq["std"].isna().all()
+    assert (spaq["mos"].min(), spaq["mos"].max()) == (2.0, 96.0)
+    assert spaq["mos"].mean() == pytest.approx(50.32, abs=0.01)
+    extra = data.read_metadata(real_iqa / "spaq" / "meta_info_SPAQDataset.csv", keep_extra=True)
+    assert {"Sharpness", "Brightness.1"} <= set(extra.columns)
+
+
+def test_csiq_dmos_is_lower_better_and_liqe_is_one_minus_it(real_iqa):
+    csiq = data.read_metadata(real_iqa / "csiq" / "meta_info_CSIQDataset.csv")
+    assert len(csiq) == 866 and csiq.attrs["lower_is_better"] and csiq["std"].isna().all()
+    assert csiq["mos"].mean() == pytest.approx(0.351, abs=1e-3)
+    liqe = data.read_metadata(real_iqa / "csiq" / "csiq_all.txt")
+    assert len(liqe) == 866 and not liqe.attrs["lower_is_better"]
+    other = _by_name(liqe).loc[_by_name(csiq).index]
+    np.testing.assert_allclose(1.0 - csiq["mos"].to_numpy(), other["mos"].to_numpy(), atol=5e-4 + 1e-9)
+    levels = data.to_levels(csiq)
+    best = csiq["mos"].idxmin()
+    assert levels["mu"].iloc[best] == pytest.approx(5.0)  # the lowest DMOS is the best image
+
+
+def test_live_and_live_md_are_dmos(real_iqa):
+    live = data.read_metadata(real_iqa / "live_iqa_r2" / "meta_info_LIVEIQADataset.csv")
+    live_md = data.read_metadata(real_iqa / "live_md" / "meta_info_LIVEMDDataset.csv")
+    assert (len(live), len(live_md)) == (779, 450)
+    assert live.attrs["lower_is_better"] and live_md.attrs["lower_is_better"]
+    assert live["image"].str.split("/").str[0].value_counts()["jpeg"] == 175
+
+
+def test_tid2013(real_iqa):
+    tid = data.read_metadata(real_iqa / "tid2013" / "meta_info_TID2013Dataset.csv")
+    assert len(tid) == 3000 and tid["ref"].nunique() == 25 and not tid.attrs["lower_is_better"]
+    assert tid["mos"].min() == pytest.approx(0.242, abs=1e-3)
+    assert tid["mos"].max() == pytest.approx(7.214, abs=1e-3)
+    assert tid["std"].max() == pytest.approx(0.300, abs=1e-3)
+    assert (tid.attrs["lo"], tid.attrs["hi"]) == (0, 9)
+
+
+def test_qalign_koniq_is_the_official_test_split(real_iqa, koniq):
+    q = data.read_metadata(real_iqa / "q_align_splits" / "test_koniq.json")
+    assert q.attrs["format"] == "qalign_json" and len(q) == 2010 and q["std"].isna().all()
+    official = _by_name(koniq).loc[_by_name(q).index]
+    assert official["split"].eq("test").all()
+    np.testing.assert_array_equal(q["mos"].to_numpy(), official["mos"].to_numpy())
+    train = data.read_metadata(real_iqa / "koniq10k" / "koniq10k_distributions_sets.csv", split="train")
+    assert len(train) == 7058
+    data.check_no_overlap(train, q, by="name")  # Q-Align's test images are not training images
+    with pytest.raises(DeqaError, match=r"2010 test image\(s\).*koniq10k/"):
+        data.check_no_overlap(koniq, q, by="name")
+
+
+def test_qalign_kadid_scores_come_from_the_id(real_iqa, kadid):
+    q = data.read_metadata(real_iqa / "q_align_splits" / "test_kadid.json")
+    assert len(q) == 2000 and q["dataset"].eq("kadid10k").all()
+    other = _by_name(kadid).loc[_by_name(q).index]
+    np.testing.assert_array_equal(q["mos"].to_numpy(), other["mos"].to_numpy())
+    assert sorted(other["ref"].unique()) == [f"I{i}.png" for i in range(66, 82)]
+
+
+def test_agiqa_csv_and_qalign_string_scores(real_iqa):
+    agi = data.read_metadata(real_iqa / "agiqa3k" / "data.csv")
+    q = data.read_metadata(real_iqa / "q_align_splits" / "agi.json")
+    assert len(agi) == len(q) == 2982 and agi["dataset"].iloc[0] == q["dataset"].iloc[0] == "agiqa3k"
+    assert agi["std"].min() == pytest.approx(0.108, abs=1e-3)  # std_quality, not std_align
+    np.testing.assert_array_equal(_by_name(q).loc[_by_name(agi).index, "mos"].to_numpy(),
+                                  agi["mos"].to_numpy())
+
+
+def test_to_levels_on_koniq(koniq):
+    levels = data.to_levels(koniq)
+    q = levels[list(data.LEVEL_COLUMNS)].to_numpy()
+    assert levels["mu"].min() == pytest.approx(1.0) and levels["mu"].max() == pytest.approx(5.0)
+    np.testing.assert_allclose(levels["sigma"], 4 * koniq["std"] / (koniq["mos"].max() - koniq["mos"].min()))
+    np.testing.assert_allclose(q.sum(axis=1), 1.0, atol=1e-6)
+    np.testing.assert_allclose(q @ CENTERS, levels["mu"], atol=1e-6)
+    nominal = data.to_levels(koniq, nominal=True)
+    np.testing.assert_allclose(nominal["mu"], 4 * koniq["mos"] / 100 + 1)
+    explicit = data.to_levels(koniq, lo=0, hi=100)
+    np.testing.assert_allclose(explicit["mu"], nominal["mu"])
+
+
+def test_combine_keeps_each_scale(koniq, kadid):
+    both = data.combine([koniq, kadid.assign(split="train")])
+    assert len(both) == 10073 + 10125
+    assert both.attrs["scales"]["kadid10k"] == {"lo": 1.0, "hi": 5.0, "lower_is_better": False}
+    levels = data.to_levels(both, nominal=True)
+    kd = levels[levels["dataset"] == "kadid10k"]
+    np.testing.assert_allclose(kd["mu"], kd["mos"])  # KADID's nominal scale is already 1..5
+    with pytest.raises(DeqaError, match=r"10073 image\(s\) appear twice"):
+        data.combine([koniq, koniq])
+
+
+# ------------------------------------------------------------------------------- bad input
+
+def _csv(tmp_path, text, name="meta.csv"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+GOOD = "image,mos,std,dataset,split\na.jpg,3.1,0.5,toy,train\nb.jpg,2.0,0.4,toy,test\nc.jpg,4.5,,toy,val\n"
+
+
+def test_own_schema_csv_reads(tmp_path):
+    df = data.read_metadata(_csv(tmp_path, GOOD))
+    assert df.attrs["format"] == "csv" and list(df["split"]) == ["train", "test", "val"]
+    assert np.isnan(df["std"].iloc[2]) and df["mos"].tolist() == [3.1, 2.0, 4.5]
+    assert len(data.read_metadata(_csv(tmp_path, GOOD), split="val")) == 1
+    assert df.attrs["lower_is_better"] is False and df.attrs["lo"] is None
+
+
+def test_synthetic_scale_comes_from_params_json(tmp_path):
+    (tmp_path / "params.json").write_text(json.dumps({"spec": {"scale": "dmos-0-100"}}))
+    df = data.read_metadata(_csv(tmp_path, GOOD.replace("3.1", "30").replace("4.5", "45")))
+    assert df.attrs["lower_is_better"] and (df.attrs["lo"], df.attrs["hi"]) == (0, 100)
+    levels = data.to_levels(df, nominal=True)
+    np.testing.assert_allclose(levels["mu"], 6 - (4 * df["mos"] / 100 + 1))  # flipped DMOS
+
+
+@pytest.mark.parametrize("bad_row, expected", [
+    ("b.jpg,,0.4,toy,test", r"row 2 \(image 'b.jpg'\): MOS is missing"),
+    ("b.jpg,abc,0.4,toy,test", r"row 2 \(image 'b.jpg'\): MOS is not a number \('abc'\)"),
+    ("b.jpg,2.0,-0.4,toy,test", r"row 2 \(image 'b.jpg'\): std is negative"),
+    ("b.jpg,2.0,0.4,toy,holdout", r"row 2 \(image 'b.jpg'\): unknown split 'holdout'"),
+    ("a.jpg,2.0,0.4,toy,test", r"row 2 \(image 'a.jpg'\): duplicated image name, already at row 1"),
+    ("B/A.JPG,2.0,0.4,toy,test", None),
+])
+def test_bad_rows_name_file_and_row(tmp_path, bad_row, expected):
+    path = _csv(tmp_path, f"image,mos,std,dataset,split\na.jpg,3.1,0.5,toy,train\n{bad_row}\n")
+    if expected is None:  # a different folder is a different image
+        assert len(data.read_metadata(path)) == 2
+        return
+    with pytest.raises(DeqaError, match=expected) as info:
+        data.read_metadata(path)
+    assert "meta.csv" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_duplicates_are_case_insensitive(tmp_path):
+    path = _csv(tmp_path, "image,mos\nImg/A.jpg,3\nimg\\a.JPG,4\n")
+    with pytest.raises(DeqaError, match=r"meta.csv: row 2 .*duplicated"):
+        data.read_metadata(path)
+
+
+def test_file_level_errors(tmp_path):
+    with pytest.raises(DeqaError, match=r"empty\.csv: the file is empty"):
+        data.read_metadata(_csv(tmp_path, "", "empty.csv"))
+    with pytest.raises(DeqaError, match=r"header\.csv: no data rows"):
+        data.read_metadata(_csv(tmp_path, "image,mos,std\n", "header.csv"))
+    with pytest.raises(DeqaError, match=r"nomos\.csv: missing required column\(s\) \['mos'\]"):
+        data.read_metadata(_csv(tmp_path, "image,score2\na.jpg,1\n", "nomos.csv"), format="csv")
+    with pytest.raises(DeqaError, match=r"odd\.csv: no image column .* or no MOS column"):
+        data.read_metadata(_csv(tmp_path, "foo,bar\n1,2\n", "odd.csv"))
+    with pytest.raises(DeqaError, match=r"unknown metadata format 'xlsx'"):
+        data.read_metadata(_csv(tmp_path, GOOD), format="xlsx")
+    with pytest.raises(DeqaError, match=r"cannot tell the metadata format"):
+        data.read_metadata(_csv(tmp_path, GOOD, "meta.dat"))
+    with pytest.raises(DeqaError, match=r"missing\.csv: metadata file not found"):
+        data.read_metadata(tmp_path / "missing.csv")
+    with pytest.raises(DeqaError, match=r"split must be one of"):
+        data.read_metadata(_csv(tmp_path, GOOD), split="dev")
+    with pytest.raises(DeqaError, match=r"unknown option"):
+        data.read_metadata(_csv(tmp_path, GOOD), std_sacle=2)
+
+
+def test_pyiqa_bad_values(tmp_path):
+    kadid_like = "ref_name,dist_name,dmos,std\nI01.png,I01_01_01.png,4.5,0.49\nI01.png,I01_01_02.png,4.3,-0.1\n"
+    with pytest.raises(DeqaError, match=r"kadid\.csv: row 2 \(image 'I01_01_02.png'\): the variance"):
+        data.read_metadata(_csv(tmp_path, kadid_like, "kadid.csv"))
+    koniq_like = ("img_name,mos,std,split,c1,c2,c3,c4,c5,c_total\n"
+                  "a.jpg,50,0.5,0,0,0,1,0,0,100\nb.jpg,50,0.5,7,0,0,1,0,0,100\n")
+    with pytest.raises(DeqaError, match=r"k\.csv: row 2 \(image 'b.jpg'\): unknown split '7' \(use one of train, val, test\)"):
+        data.read_metadata(_csv(tmp_path, koniq_like, "k.csv"))
+    ok = data.read_metadata(_csv(tmp_path, koniq_like.replace(",7,", ",2,"), "k.csv"))
+    assert ok["split"].tolist() == ["train", "test"] and ok["std"].tolist() == [12.5, 12.5]
+    bad_hist = koniq_like.replace(",7,0,0,1,0,0,", ",1,0,0,0.5,0,0,")
+    with pytest.raises(DeqaError, match=r"row 2 \(image 'b.jpg'\): c1..c5 must sum to 1"):
+        data.read_metadata(_csv(tmp_path, bad_hist, "k.csv"))
+
+
+def test_liqe_and_json_errors(tmp_path):
+    txt = tmp_path / "toy_all.txt"
+    txt.write_text("x/a.png\t3.0\t0.5\nx/b.png\tnan?\t0.5\n")
+    with pytest.raises(DeqaError, match=r"toy_all\.txt: row 2 \(image 'x/b.png'\): MOS is not a number"):
+        data.read_metadata(txt)
+    deqa_json = tmp_path / "train_toy.json"
+    deqa_json.write_text(json.dumps([{"image": "a.jpg", "gt_score": 3.0, "std": 0.4},
+                                     {"image": "b.jpg", "gt_score": 2.5, "std": -1}]))
+    with pytest.raises(DeqaError, match=r"train_toy\.json: row 2 \(image 'b.jpg'\): std is negative"):
+        data.read_metadata(deqa_json)
+    qalign = tmp_path / "q.json"
+    qalign.write_text(json.dumps([{"id": "a.jpg->3.5", "image": "t/a.jpg"}, {"id": "b.jpg", "image": "t/b.jpg"}]))
+    with pytest.raises(DeqaError, match=r"q\.json: row 2 \(image 't/b.jpg'\): MOS is missing"):
+        data.read_metadata(qalign)
+    (tmp_path / "d.json").write_text('{"image": "a.jpg"}')
+    with pytest.raises(DeqaError, match=r"d\.json: expected a JSON list"):
+        data.read_metadata(tmp_path / "d.json")
+    (tmp_path / "e.json").write_text("[]")
+    with pytest.raises(DeqaError, match=r"e\.json: the file is empty"):
+        data.read_metadata(tmp_path / "e.json")
+
+
+def test_deqa_json_reads(tmp_path):
+    path = tmp_path / "test_toy.json"
+    path.write_text(json.dumps([{"id": "1", "image": "a.jpg", "gt_score": 3.0, "std": 0.4,
+                                 "gt_score_norm": 2.5, "level_probs": [0, 0.2, 0.6, 0.2, 0]},
+                                {"image": "b.jpg", "gt_score": 1.5, "std": 0.2}]))
+    df = data.read_metadata(path)
+    assert df.attrs["format"] == "deqa_json" and df["dataset"].iloc[0] == "toy"
+    assert df["mos"].tolist() == [3.0, 1.5] and df["std"].tolist() == [0.4, 0.2]
+
+
+def test_overlap_checks(tmp_path):
+    table = data.read_metadata(_csv(tmp_path, GOOD))
+    train, test = table[table["split"] == "train"], table[table["split"] != "train"]
+    data.check_no_overlap(train, test)
+    with pytest.raises(DeqaError, match=r"train/test overlap: 1 test image\(s\).*toy/a.jpg"):
+        data.check_no_overlap(train, table)
+    leaked = data.combine([table, train.assign(split="test")], check_overlap=False)
+    assert data.split_overlap(leaked)["image"].tolist() == ["a.jpg", "a.jpg"]
+    with pytest.raises(DeqaError, match=r"split overlap: 1 image\(s\).*toy/a.jpg in test and train"):
+        data.check_split_overlap(leaked)
+    with pytest.raises(DeqaError, match="split overlap"):
+        data.combine([table, train.assign(split="test")])
+    other = train.assign(dataset="other")  # the same file name in another data set is another image
+    assert len(data.combine([table, other.assign(split="test")])) == 4
+
+
+def test_to_levels_refuses_scores_outside_the_scale(tmp_path):
+    table = data.read_metadata(_csv(tmp_path, GOOD))
+    with pytest.raises(DeqaError, match=r"row 3 \(image 'c.jpg'\) has MOS 4.5 outside the scale"):
+        data.to_levels(table, lo=1, hi=4)
+    levels = data.to_levels(table, lo=1, hi=5, reference=True)
+    assert levels["q_excellent"].iloc[2] == pytest.approx(0.5)  # no std: the two-level label
+
+
+def test_make_synthetic_delegates(monkeypatch, tmp_path):
+    fake = types.ModuleType("deqa.synth")
+    fake.make_synthetic = lambda out_dir, **kw: ("called", out_dir, kw)
+    monkeypatch.setitem(sys.modules, "deqa.synth", fake)
+    assert data.make_synthetic(tmp_path, n=3) == ("called", tmp_path, {"n": 3})
