@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import DeqaError
+
 LEVELS: tuple[str, ...] = ("bad", "poor", "fair", "good", "excellent")
 CENTERS: np.ndarray = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
 CENTERS.setflags(write=False)
@@ -37,17 +39,17 @@ def rescale(mos, std=None, lo=None, hi=None, lower_is_better: bool = False):
     mos = _as_float(mos, "mos")
     if not np.all(np.isfinite(mos)):
         bad = int(np.flatnonzero(~np.isfinite(mos))[0])
-        raise ValueError(f"rescale: MOS is not finite at row {bad}")
+        raise DeqaError(f"rescale: MOS is not finite at row {bad}")
     std = np.full_like(mos, np.nan) if std is None else _as_float(std, "std")
     if std.shape != mos.shape:
-        raise ValueError(f"rescale: mos has shape {mos.shape} but std has {std.shape}")
+        raise DeqaError(f"rescale: mos has shape {mos.shape} but std has {std.shape}")
     if np.any(std < 0):
         bad = int(np.flatnonzero(std < 0)[0])
-        raise ValueError(f"rescale: negative std at row {bad}")
+        raise DeqaError(f"rescale: negative std at row {bad}")
     lo = float(np.min(mos)) if lo is None else float(lo)
     hi = float(np.max(mos)) if hi is None else float(hi)
     if not hi > lo:
-        raise ValueError(f"rescale: the scale must have hi > lo, got lo={lo}, hi={hi}")
+        raise DeqaError(f"rescale: the scale must have hi > lo, got lo={lo}, hi={hi}")
     mu = 4.0 * (mos - lo) / (hi - lo) + 1.0
     sigma = 4.0 * std / (hi - lo)
     if lower_is_better:
@@ -67,8 +69,7 @@ def spread(probs) -> np.ndarray:
     p = np.asarray(probs, dtype=float)
     _check_last_axis(p)
     m = p @ CENTERS
-    var = p @ (CENTERS**2) - m**2
-    return np.sqrt(np.clip(var, 0.0, None))
+    return np.sqrt(np.sum(p * (CENTERS - m[..., None]) ** 2, axis=-1))
 
 
 def level_index(mu) -> np.ndarray:
@@ -78,4 +79,4 @@ def level_index(mu) -> np.ndarray:
 
 def _check_last_axis(p: np.ndarray) -> None:
     if p.shape[-1:] != (5,):
-        raise ValueError(f"expected level probabilities with a last axis of 5, got shape {p.shape}")
+        raise DeqaError(f"expected level probabilities with a last axis of 5, got shape {p.shape}")

@@ -7,7 +7,8 @@ Two modes share the raw level masses (``cdf`` or ``pdf``):
   q_k = max(alpha p_k + beta, 0) with alpha = (mu - 3) / (B - 3A + 1e-9), no renormalisation after the
   clip, and a two-level label whenever sigma < 0.2 or the mean of q misses mu by more than 0.1.
 * ``reference=False`` (default) solves the same two constraints (sum 1, mean mu) on an active set of
-  levels, dropping levels that come out negative, so every row sums to 1 and has mean mu.
+  levels, dropping the most negative level and solving again (at most four solves), so every row
+  sums to 1 and has mean mu.
 
 All functions are vectorised over rows; arrays of level probabilities are ordered bad..excellent.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import ndtr
 
+from .errors import DeqaError
 from .levels import CENTERS, level_index
 
 SIGMA_MIN = 0.2  #: below this spread the label falls back to the two-level label
@@ -31,15 +33,15 @@ def _rows(mu, sigma):
     if sigma.shape != mu.shape:
         sigma = np.broadcast_to(sigma, mu.shape).astype(float)
     if mu.ndim != 1:
-        raise ValueError(f"expected 1-D mu, got shape {mu.shape}")
+        raise DeqaError(f"expected 1-D mu, got shape {mu.shape}")
     if not np.all(np.isfinite(mu)):
-        raise ValueError(f"mu is not finite at row {int(np.flatnonzero(~np.isfinite(mu))[0])}")
+        raise DeqaError(f"mu is not finite at row {int(np.flatnonzero(~np.isfinite(mu))[0])}")
     out = (mu < 1.0 - 1e-9) | (mu > 5.0 + 1e-9)
     if out.any():
         i = int(np.flatnonzero(out)[0])
-        raise ValueError(f"mu must lie in [1, 5] (rescale first); row {i} has mu={mu[i]:.6g}")
+        raise DeqaError(f"mu must lie in [1, 5] (rescale first); row {i} has mu={mu[i]:.6g}")
     if np.any(sigma < 0):
-        raise ValueError(f"negative sigma at row {int(np.flatnonzero(sigma < 0)[0])}")
+        raise DeqaError(f"negative sigma at row {int(np.flatnonzero(sigma < 0)[0])}")
     return mu, sigma
 
 
@@ -59,7 +61,7 @@ def level_masses(mu, sigma, method: str = "cdf") -> np.ndarray:
         if method == "pdf":
             z = (CENTERS - m) / s
             return np.exp(-0.5 * z * z) / _SQRT_2PI / s
-    raise ValueError(f"unknown method {method!r}: use 'cdf' or 'pdf'")
+    raise DeqaError(f"unknown method {method!r}: use 'cdf' or 'pdf'")
 
 
 def two_level_labels(mu) -> np.ndarray:
@@ -132,10 +134,13 @@ def _active_set(p: np.ndarray, mu: np.ndarray, sigma: np.ndarray):
         q += beta[:, None]
         active = np.isfinite(q)
         todo = np.flatnonzero((q < 0).any(axis=1))
+        # drop the most negative level of each row still infeasible, then solve again on the rest
         for _ in range(MAX_ACTIVE_SET_ROUNDS - 1):
             if todo.size == 0:
                 break
-            act = active[todo] & ~(q[todo] < 0)
+            worst = np.argmin(np.where(active[todo], q[todo], np.inf), axis=1)
+            act = active[todo]
+            act[np.arange(todo.size), worst] = False
             active[todo] = act
             a_t, b_t = _solve_on_support(p[todo], act, mu[todo])
             alpha[todo] = a_t
