@@ -1,0 +1,324 @@
+"""Soft labels: the reference mode against an independent per-row implementation of the published
+label builder, and the properties of the default (active-set) mode, on real annotations and on
+random rows. The maths is in DESIGN section 3 and notebook 02."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import norm
+
+from deqa.levels import CENTERS, rescale, score, spread
+from deqa.soft_label import level_masses, one_hot_labels, soft_labels, two_level_labels
+
+# ---------------------------------------------------------------------------------------------
+# An independent, deliberately plain re-implementation of the published per-row builder.
+# It works excellent-first (x = 5, 4, 3, 2, 1) as the published code does; callers flip the result.
+
+
+def _published_row(mos_norm: float, std_norm: float, method: str) -> tuple[list[float], bool]:
+    xs = [5, 4, 3, 2, 1]
+    with np.errstate(divide="ignore", invalid="ignore"):  # std_norm = 0 gives NaN masses, as published
+        if method == "cdf":
+            probs = [float(norm.cdf(x + 0.5, mos_norm, std_norm) - norm.cdf(x - 0.5, mos_norm, std_norm))
+                     for x in xs]
+        else:
+            probs = [float(norm.pdf(x, loc=mos_norm, scale=std_norm)) for x in xs]
+    a = sum(probs)
+    b = sum(p * x for p, x in zip(probs, xs))
+    alpha = (mos_norm - 3) / (b - 3 * a + 1e-9)
+    beta = (1 - alpha * a) / 5
+    probs_norm = [max(p * alpha + beta, 0) for p in probs]
+    diff = abs(sum(p * x for p, x in zip(probs_norm, xs)) - mos_norm)
+    if std_norm < 0.2 or diff > 0.1:
+        ascending = [0.0] * 5
+        for idx in range(1, 5):
+            left, right = idx - 1e-8, idx + 1 + 1e-8
+            if left < mos_norm <= right:
+                ascending[idx - 1] = (right - mos_norm) / (right - left)
+                ascending[idx] = (mos_norm - left) / (right - left)
+                break
+        return ascending[::-1], True
+    return probs_norm, False
+
+
+def published_labels(mos, std, method):
+    """Rescale with the data set's min/max as the published builder does, then build row by row.
+    Returns (labels ordered bad..excellent, fallback mask, mu, sigma)."""
+    lo, hi = min(mos), max(mos)
+    rows, flags, mus, sigmas = [], [], [], []
+    for m, s in zip(mos, std):
+        mos_norm = 4 * (m - lo) / (hi - lo) + 1
+        std_norm = 4 * s / (hi - lo)
+        q, fell_back = _published_row(mos_norm, std_norm, method)
+        rows.append(q[::-1])  # excellent-first -> bad..excellent
+        flags.append(fell_back)
+        mus.append(mos_norm)
+        sigmas.append(std_norm)
+    return np.array(rows), np.array(flags), np.array(mus), np.array(sigmas)
+
+
+# ---------------------------------------------------------------------------------------------
+# Real annotations, read with pandas (native scale). Each entry: mos, std, the method the published
+# code uses for that data set, and the reference fallback-rate range DESIGN section 3 states.
+
+
+def _koniq(root):
+    df = pd.read_csv(root / "koniq10k" / "koniq10k_distributions_sets.csv")
+    return df["MOS"].to_numpy(float), (df["SD"] * 25.0).to_numpy(float)  # SD is on the 1-5 scale
+
+
+def _kadid(root):
+    df = pd.read_csv(root / "kadid10k" / "meta_info_KADID10kDataset.csv")
+    return df["dmos"].to_numpy(float), np.sqrt(df["std"].to_numpy(float))  # that column is a variance
+
+
+def _livec(root):
+    df = pd.read_csv(root / "live_challenge" / "meta_info_LIVEChallengeDataset.csv")
+    return df["mos"].to_numpy(float), df["std"].to_numpy(float)
+
+
+REAL = {
+    # name: (reader, method, (low, high) reference fallback rate, or None when DESIGN states none)
+    "koniq": (_koniq, "pdf", None),
+    "kadid": (_kadid, "pdf", (0.17, 0.21)),
+    "livec": (_livec, "cdf", (0.03, 0.07)),
+}
+
+
+@pytest.fixture(scope="module")
+def real_rows(real_iqa):
+    """{name: (mu, sigma, method, published labels, published fallback mask)} for the three sets."""
+    out = {}
+    for name, (reader, method, _) in REAL.items():
+        mos, std = reader(real_iqa)
+        q, fb, mu, sigma = published_labels(mos.tolist(), std.tolist(), method)
+        out[name] = (mu, sigma, method, q, fb)
+    return out
+
+
+@pytest.mark.parametrize("name", list(REAL))
+def test_reference_mode_matches_published_builder_on_real_data(name, real_rows):
+    mu, sigma, method, q_pub, fb_pub = real_rows[name]
+    q, fb = soft_labels(mu, sigma, method, reference=True, return_fallback=True)
+    assert q.shape == (mu.size, 5)
+    worst = float(np.max(np.abs(q - q_pub)))
+    print(f"{name}: {mu.size} rows, max |package - published| = {worst:.2e}")
+    assert worst <= 1e-9
+    np.testing.assert_array_equal(fb, fb_pub)
+
+
+def test_rescale_matches_published_normalisation(real_iqa, real_rows):
+    mos, std = _kadid(real_iqa)
+    mu, sigma = rescale(mos, std)
+    mu_pub, sigma_pub = real_rows["kadid"][0], real_rows["kadid"][1]
+    assert np.max(np.abs(mu - mu_pub)) < 1e-12
+    assert np.max(np.abs(sigma - sigma_pub)) < 1e-12
+
+
+@pytest.mark.parametrize("name", list(REAL))
+def test_reference_fallback_rates_on_real_data(name, real_rows):
+    mu, sigma, method, _, _ = real_rows[name]
+    _, fb_ref = soft_labels(mu, sigma, method, reference=True, return_fallback=True)
+    _, fb_def = soft_labels(mu, sigma, method, return_fallback=True)
+    print(f"{name} ({method}): reference falls back on {fb_ref.mean():.2%}, "
+          f"default on {fb_def.mean():.3%} of {mu.size} rows")
+    expected = REAL[name][2]
+    if expected is not None:
+        low, high = expected
+        assert low <= fb_ref.mean() <= high
+    # default mode: a small fraction, and only where it must (no usable std, or mu at an end of the
+    # scale, where mean = mu leaves a single level)
+    assert fb_def.mean() < 0.002
+    forced = np.isnan(sigma) | (sigma < 0.2) | (mu <= 1 + 1e-9) | (mu >= 5 - 1e-9)
+    assert not np.any(fb_def & ~forced)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reference mode on random rows, including the edge cases (integers, mu = 3, tiny and zero sigma).
+
+
+def _random_rows(n, seed):
+    rng = np.random.default_rng(seed)
+    mu = rng.uniform(1, 5, n)
+    sigma = rng.uniform(0, 1.6, n)
+    edge_mu = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 3.0, 3.0, 2.5, 1.0, 5.0, 4.99999])
+    edge_sigma = np.array([0.5, 0.5, 0.5, 0.5, 0.5, 0.2, 1.2, 0.0, 0.19, 0.0, 0.3])
+    return np.concatenate([mu, edge_mu]), np.concatenate([sigma, edge_sigma])
+
+
+@pytest.mark.parametrize("method", ["cdf", "pdf"])
+def test_reference_mode_matches_published_builder_on_random_rows(method):
+    mu, sigma = _random_rows(400, seed=1)
+    # the published builder rescales by min/max: feed mu in [1, 5] with 1 and 5 present (identity)
+    q_pub, fb_pub, mu_pub, sigma_pub = published_labels(mu.tolist(), sigma.tolist(), method)
+    assert np.max(np.abs(mu_pub - mu)) < 1e-12
+    q, fb = soft_labels(mu, sigma, method, reference=True, return_fallback=True)
+    assert np.max(np.abs(q - q_pub)) <= 1e-9
+    np.testing.assert_array_equal(fb, fb_pub)
+
+
+def test_reference_mode_flaws_are_reproduced():
+    # mu = 3 exactly: alpha = 0 and the label is uniform whatever sigma
+    q = soft_labels([3.0, 3.0, 3.0], [0.3, 0.6, 1.0], "cdf", reference=True)
+    np.testing.assert_allclose(q, 0.2, atol=1e-12)
+    # no renormalisation after the clip: some rows sum to more than 1
+    mu, sigma = _random_rows(2000, seed=2)
+    sums = soft_labels(mu, sigma, "cdf", reference=True).sum(axis=1)
+    assert sums.max() > 1.03
+
+
+# ---------------------------------------------------------------------------------------------
+# Default (active-set) mode properties.
+
+
+def _check_valid(q, mu):
+    assert np.all(q >= 0)
+    np.testing.assert_allclose(q.sum(axis=1), 1.0, atol=1e-6)
+    np.testing.assert_allclose(score(q), mu, atol=1e-6)
+
+
+@pytest.mark.parametrize("method", ["cdf", "pdf"])
+def test_default_mode_valid_on_random_rows(method):
+    mu, sigma = _random_rows(20000, seed=3)
+    q, fb = soft_labels(mu, sigma, method, return_fallback=True)
+    _check_valid(q, mu)
+    # Narrow Gaussians (0.2 <= sigma < 0.5) can still fall back: the affine family alpha p + beta
+    # cannot always meet mean = mu with three or more levels. From sigma = 0.5 up, only mu = 1 or 5
+    # (where mean = mu leaves a single level) does.
+    narrow = (sigma >= 0.2) & (sigma < 0.5)
+    assert np.all(fb[(mu == 1.0) | (mu == 5.0)])
+    print(f"{method}: default falls back on {fb[narrow].mean():.1%} of rows with 0.2 <= sigma < 0.5")
+    assert not np.any(fb & (sigma >= 0.5) & (mu > 1.0) & (mu < 5.0))
+    assert fb[narrow].mean() < 0.4
+
+
+@pytest.mark.parametrize("name", list(REAL))
+def test_default_mode_valid_on_real_data(name, real_rows):
+    mu, sigma, method, _, _ = real_rows[name]
+    for m in ("cdf", "pdf"):
+        _check_valid(soft_labels(mu, sigma, m), mu)
+
+
+def test_default_mode_is_not_uniform_at_mu_3():
+    sigma = np.linspace(0.2, 1.5, 27)
+    mu = np.full_like(sigma, 3.0)
+    for method in ("cdf", "pdf"):
+        q = soft_labels(mu, sigma, method)
+        _check_valid(q, mu)
+        # symmetric about fair, peaked there, decreasing outwards
+        np.testing.assert_allclose(q[:, 0], q[:, 4], atol=1e-9)
+        np.testing.assert_allclose(q[:, 1], q[:, 3], atol=1e-9)
+        assert np.all(q[:, 2] > q[:, 1] + 1e-3) and np.all(q[:, 1] > q[:, 0])
+        assert np.all(np.abs(q - 0.2).max(axis=1) > 0.05)
+    # cdf at mu = 3, sigma = 0.5: the raw masses already sum to about 1 with mean 3, so the label
+    # is the masses themselves: Phi(1) - Phi(-1) = 0.6827 on fair
+    q = soft_labels([3.0], [0.5], "cdf")[0]
+    assert q[2] == pytest.approx(norm.cdf(1) - norm.cdf(-1), abs=2e-3)
+
+
+def test_default_mode_at_mu_3_is_the_normalised_masses():
+    # at mu = 3 the masses are symmetric, so their mean is already 3: the two constraints reduce to
+    # one and the label is p / sum(p); its spread then follows from the masses alone
+    sigma = np.array([0.4, 0.7, 1.0, 1.4])
+    for method in ("cdf", "pdf"):
+        p = level_masses(np.full(4, 3.0), sigma, method)
+        q = soft_labels(np.full(4, 3.0), sigma, method)
+        np.testing.assert_allclose(q, p / p.sum(axis=1, keepdims=True), atol=1e-12)
+        expect = np.sqrt((p @ (CENTERS - 3.0) ** 2) / p.sum(axis=1))
+        np.testing.assert_allclose(spread(q), expect, atol=1e-12)
+    # cdf, sigma = 1: Phi(0.5) - Phi(-0.5) = 0.3829 of the Gaussian on fair, renormalised over [0.5, 5.5]
+    q = soft_labels([3.0], [1.0], "cdf")[0]
+    assert q[2] == pytest.approx((norm.cdf(0.5) - norm.cdf(-0.5)) / (norm.cdf(2.5) - norm.cdf(-2.5)),
+                                 abs=1e-12)
+
+
+def test_default_keeps_spread_on_kadid_reference_fallbacks(real_rows):
+    """Where the reference gives up (two-level label), the default label is never narrower
+    (up to 1e-6) and on average clearly wider."""
+    mu, sigma, method, _, _ = real_rows["kadid"]
+    q_ref, fb_ref = soft_labels(mu, sigma, method, reference=True, return_fallback=True)
+    q_def = soft_labels(mu, sigma, method)
+    rows = fb_ref & (sigma >= 0.2)
+    s_ref, s_def = spread(q_ref[rows]), spread(q_def[rows])
+    wider = np.mean(s_def > s_ref + 0.01)
+    print(f"kadid: {rows.sum()} reference fallbacks with sigma >= 0.2; mean spread "
+          f"reference {s_ref.mean():.3f}, default {s_def.mean():.3f}; "
+          f"default wider by > 0.01 on {wider:.1%}, never narrower by more than "
+          f"{max(0.0, float(np.max(s_ref - s_def))):.1e}")
+    assert rows.sum() > 1000
+    assert s_def.mean() > s_ref.mean() + 0.05
+    assert np.all(s_def >= s_ref - 1e-6)
+    assert wider > 0.3
+
+
+def test_small_and_missing_sigma_give_two_level_label():
+    mu = np.array([1.0, 1.3, 2.5, 3.0, 3.75, 5.0, 2.2])
+    sigma = np.array([0.1, 0.0, 0.19, np.nan, np.nan, 0.05, np.nan])
+    for method in ("cdf", "pdf"):
+        for ref in (False, True):
+            q, fb = soft_labels(mu, sigma, method, reference=ref, return_fallback=True)
+            assert fb.all()
+            np.testing.assert_allclose(score(q), mu, atol=1e-7)
+            assert np.all((q > 1e-6).sum(axis=1) <= 2)
+    q = soft_labels(mu, sigma)
+    np.testing.assert_allclose(q[1], [0.7, 0.3, 0, 0, 0], atol=1e-12)
+    np.testing.assert_allclose(q[2], [0, 0.5, 0.5, 0, 0], atol=1e-12)
+    np.testing.assert_allclose(q[4], [0, 0, 0.25, 0.75, 0], atol=1e-12)
+    np.testing.assert_allclose(q[5], [0, 0, 0, 0, 1], atol=1e-12)
+    np.testing.assert_allclose(two_level_labels([3.0]), [[0, 0, 1, 0, 0]], atol=1e-12)
+
+
+def test_one_hot_bins():
+    mu = [1.0, 1.8, 1.81, 2.6, 2.61, 3.4, 3.41, 4.2, 4.21, 5.0]
+    expected = [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]  # bad <= 1.8 < poor <= 2.6 < fair <= 3.4 < good <= 4.2 <
+    q = one_hot_labels(mu)
+    assert q.shape == (10, 5)
+    np.testing.assert_array_equal(q.argmax(axis=1), expected)
+    np.testing.assert_array_equal(q.sum(axis=1), 1.0)
+    np.testing.assert_array_equal(q.max(axis=1), 1.0)
+
+
+def test_level_masses_cdf_and_pdf():
+    mu, sigma = 2.3, 0.6
+    p_cdf = level_masses([mu], [sigma], "cdf")[0]
+    p_pdf = level_masses([mu], [sigma], "pdf")[0]
+    for k, c in enumerate(CENTERS):
+        expect_cdf = norm.cdf(c + 0.5, mu, sigma) - norm.cdf(c - 0.5, mu, sigma)
+        expect_pdf = math.exp(-0.5 * ((c - mu) / sigma) ** 2) / (sigma * math.sqrt(2 * math.pi))
+        assert p_cdf[k] == pytest.approx(expect_cdf, abs=1e-12)
+        assert p_pdf[k] == pytest.approx(expect_pdf, abs=1e-12)
+    # cdf masses are the Gaussian's mass on [0.5, 5.5] in total; pdf masses need not sum to 1
+    assert p_cdf.sum() == pytest.approx(norm.cdf(5.5, mu, sigma) - norm.cdf(0.5, mu, sigma))
+    # for a narrow Gaussian the pdf at the nearest centre exceeds 1 (a density, not a probability)
+    assert level_masses([3.0], [0.3], "pdf")[0, 2] > 1.0
+
+
+def test_pdf_and_cdf_labels_differ_but_both_valid():
+    mu = np.array([1.7, 2.9, 4.4])
+    sigma = np.array([0.4, 0.8, 0.6])
+    q_cdf = soft_labels(mu, sigma, "cdf")
+    q_pdf = soft_labels(mu, sigma, "pdf")
+    _check_valid(q_cdf, mu)
+    _check_valid(q_pdf, mu)
+    assert np.max(np.abs(q_cdf - q_pdf)) > 0.01
+    # the pdf labels are narrower: cdf adds the within-bin variance
+    assert np.all(spread(q_pdf) < spread(q_cdf))
+
+
+@pytest.mark.parametrize("mu, sigma, match", [
+    ([0.5], [0.5], "mu must lie in \\[1, 5\\].*row 0"),
+    ([3.0, 5.2], [0.5, 0.5], "row 1"),
+    ([3.0, 2.0], [0.5, -0.1], "negative sigma at row 1"),
+    ([np.nan], [0.5], "not finite at row 0"),
+])
+def test_input_errors(mu, sigma, match):
+    with pytest.raises(ValueError, match=match):
+        soft_labels(mu, sigma)
+
+
+def test_unknown_method():
+    with pytest.raises(ValueError, match="unknown method"):
+        soft_labels([3.0], [0.5], "gaussian")
