@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import platform
 import random
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,11 +64,8 @@ def setup(seed: int = 0, torch_needed: bool = True, quiet: bool = False) -> Setu
         if torch_needed:
             import torch
             versions["torch"] = torch.__version__
-            try:
-                import transformers
-                versions["transformers"] = transformers.__version__
-            except ImportError:
-                pass
+            if "transformers" in sys.modules:  # report it only where the chapter uses it
+                versions["transformers"] = sys.modules["transformers"].__version__
         print("versions:", ", ".join(f"{k} {v}" for k, v in versions.items()))
         print(f"device: {device} | seed: {seed} | smoke mode: {s.smoke}")
         print(f"real annotations: {'found' if real else 'not found (synthetic raters are used)'}")
