@@ -1,0 +1,180 @@
+"""Real MLLM architectures (Qwen2-VL, Qwen2.5-VL, Idefics3/SmolVLM) through tiny random builds:
+build, load, level tokens, collate, two LoRA training steps, save, reload, score."""
+import json
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("transformers")
+pytest.importorskip("peft")
+
+from deqa import archs, infer, levels  # noqa: E402
+from deqa import model as deqa_model  # noqa: E402
+
+ARCHS = sorted(archs.BUILDERS)
+LM_NAME = {"qwen2_vl": "language_model", "qwen2_5_vl": "language_model", "idefics3": "text_model"}
+VISION_NAME = {"qwen2_vl": "visual", "qwen2_5_vl": "visual", "idefics3": "vision_model"}
+IMAGE_TOKEN = {"qwen2_vl": "<|image_pad|>", "qwen2_5_vl": "<|image_pad|>", "idefics3": "<image>"}
+IMAGE_TOKENS_PER_IMAGE = 16  # 64 px: Qwen 8 px patches merged 2 x 2; Idefics3 8 px patches shuffled by 2
+
+
+def _images(n, seed=0):
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    sizes = [(80, 60), (64, 64), (50, 90), (70, 70)]
+    return [Image.fromarray(rng.integers(0, 256, (*sizes[i % 4], 3), dtype=np.uint8)) for i in range(n)]
+
+
+def _load(path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return deqa_model.load(path)
+
+
+def _level_ids(processor):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return deqa_model.level_token_ids(processor)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """arch -> folder of its tiny model (built once per test module)."""
+    out = {}
+    for arch in ARCHS:
+        out[arch] = archs.BUILDERS[arch](tmp_path_factory.mktemp(arch), seed=0)
+    return out
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_build_writes_native_folder(built, arch):
+    folder = built[arch]
+    config = json.loads((folder / "config.json").read_text())
+    assert config["model_type"] == arch
+    assert "auto_map" not in config  # native classes, no remote code
+    processor_class = json.loads((folder / "processor_config.json").read_text())["processor_class"]
+    assert processor_class == {"qwen2_vl": "Qwen2VLProcessor", "qwen2_5_vl": "Qwen2_5_VLProcessor",
+                               "idefics3": "Idefics3Processor"}[arch]
+    placeholder = "<image>" if arch == "idefics3" else "<|vision_start|><|image_pad|><|vision_end|>"
+    assert placeholder in (folder / "chat_template.jinja").read_text()
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_load_and_level_tokens(built, arch):
+    model, processor = _load(built[arch])
+    assert model.config.model_type == arch
+    tok = processor.tokenizer
+    assert type(tok).__name__ == ("GPT2Tokenizer" if arch == "idefics3" else "Qwen2Tokenizer")
+    # level words are whole tokens only with their leading space
+    assert len(tok.tokenize("good")) > 1 and tok.tokenize(" good") == ["Ġgood"]
+    if arch.startswith("qwen"):
+        assert tok.tokenize(" excellent") == ["Ġexcel", "lent"]
+        with pytest.warns(UserWarning, match="excellent"):
+            ids = deqa_model.level_token_ids(processor)
+        assert ids[4] == tok.convert_tokens_to_ids("Ġexcel")  # first sub-token stands for the word
+    else:
+        ids = deqa_model.level_token_ids(processor)
+        assert tok.convert_ids_to_tokens(ids) == [f"Ġ{w}" for w in levels.LEVELS]
+    assert len(set(ids)) == 5 and all(0 <= i < model.config.get_text_config().vocab_size for i in ids)
+    # the rendered prompt carries the family's image placeholder tokens
+    prompt = deqa_model.Collator(processor, ids).prompt_text
+    if arch.startswith("qwen"):
+        assert "<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>" in prompt
+        assert prompt.endswith("<|im_start|>assistant\n")
+    else:
+        assert prompt.startswith("<|im_start|>User:<image>") and prompt.endswith("Assistant:")
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_lora_targets_only_language_model(built, arch):
+    from peft import LoraConfig, get_peft_model
+
+    model, _ = _load(built[arch])
+    settings = archs.lora_settings(model)
+    lora = get_peft_model(model, LoraConfig(r=4, target_modules=settings["target_modules"],
+                                            modules_to_save=settings["modules_to_save"]))
+    adapted = [n for n, m in lora.named_modules() if hasattr(m, "lora_A") and isinstance(m.lora_A, torch.nn.ModuleDict)]
+    layers = model.config.get_text_config().num_hidden_layers
+    assert len(adapted) == 7 * layers  # q k v o gate up down in every layer
+    assert all(f".{LM_NAME[arch]}.layers." in n for n in adapted)
+    assert not any(VISION_NAME[arch] in n for n in adapted)
+    trainable = {n.split(".modules_to_save.")[0].split(".")[-1] for n, p in lora.named_parameters()
+                 if p.requires_grad and ".modules_to_save." in n}
+    assert trainable == set(settings["modules_to_save"])
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_collate_train_save_reload_score(built, arch, tmp_path):
+    from deqa import train
+
+    model, processor = _load(built[arch])
+    ids = _level_ids(processor)
+    images = _images(4)
+    chosen = [0, 4, 2, 3]  # image A, A, B, B of two pairs
+
+    batch = deqa_model.Collator(processor, ids, train=True)(images, chosen)
+    image_id = processor.tokenizer.convert_tokens_to_ids(IMAGE_TOKEN[arch])
+    assert ((batch["input_ids"] == image_id).sum(1) == IMAGE_TOKENS_PER_IMAGE).all()
+    rows = torch.arange(4)
+    lp = batch["level_pos"]
+    assert (batch["input_ids"][rows, lp + 1] == torch.tensor(ids)[chosen]).all()
+    assert (batch["labels"][rows, lp] == -100).all()
+    assert (batch["labels"][rows, lp + 1] == batch["input_ids"][rows, lp + 2]).all()  # "." after the level
+
+    mu = torch.tensor([1.2, 4.8, 3.0, 3.9])
+    sigma = torch.full((4,), 0.5)
+    from deqa.soft_label import soft_labels
+
+    batch["target"] = torch.as_tensor(soft_labels(mu.numpy(), sigma.numpy()), dtype=torch.float32)
+    batch["mu"], batch["sigma"] = mu, sigma
+    config = train.TrainConfig(model=str(built[arch]), data=["unused"], out=str(tmp_path / "run"), mode="lora",
+                               lora_r=4, lora_dropout=0.0, bf16=False)
+    torch.manual_seed(0)
+    lora = train.apply_lora(model, config)
+    optimizer = torch.optim.AdamW([p for p in lora.parameters() if p.requires_grad], lr=1e-2)
+    lora.train()
+    losses_seen = []
+    for _ in range(2):
+        optimizer.zero_grad()
+        loss = train.pair_loss(lora, batch, ids, config, "cpu")["loss"]
+        loss.backward()
+        optimizer.step()
+        losses_seen.append(float(loss.detach()))
+    assert all(np.isfinite(losses_seen))
+    lora_b = [p for n, p in lora.named_parameters() if "lora_B" in n]
+    assert any(float(p.abs().max()) > 0 for p in lora_b)  # the adapter moved off its zero start
+    lora.eval()
+
+    score_images = _images(3, seed=1)
+    before = infer.score_images(lora, processor, score_images, batch_size=3, progress=False)
+    one_by_one = infer.score_images(lora, processor, score_images, batch_size=1, progress=False)
+    np.testing.assert_allclose(before[infer.COLUMNS].to_numpy(), one_by_one[infer.COLUMNS].to_numpy(), atol=1e-4)
+
+    saved = train.save_model(lora, processor, tmp_path / "model")
+    reloaded, processor2 = _load(saved)
+    after = infer.score_images(reloaded, processor2, score_images, batch_size=3, progress=False)
+    scores = after["score"].to_numpy()
+    assert np.isfinite(scores).all() and ((scores >= 1) & (scores <= 5)).all()
+    np.testing.assert_allclose(after[infer.COLUMNS].to_numpy(), before[infer.COLUMNS].to_numpy(), atol=1e-5)
+    np.testing.assert_allclose(after[infer.PROB_COLUMNS].sum(axis=1), 1.0, atol=1e-6)
+
+
+def test_builders_reachable_through_build_tiny(tmp_path):
+    from deqa import tiny
+
+    folder = tiny.build_tiny(tmp_path / "q", arch="qwen2_5_vl", hidden_size=64, intermediate_size=128)
+    assert json.loads((folder / "config.json").read_text())["model_type"] == "qwen2_5_vl"
+
+
+def test_bad_settings_raise_deqa_error(tmp_path):
+    from deqa.errors import DeqaError
+
+    with pytest.raises(DeqaError, match="multiple of 16"):
+        archs.build_qwen2_vl(tmp_path / "q", image_size=60)
+    with pytest.raises(DeqaError, match="tower_state"):
+        archs.build_idefics3(tmp_path / "i", tower_state={})
+    with pytest.raises(DeqaError, match="no LoRA targets known for model type 'bert'"):
+        archs.lora_settings("bert")
