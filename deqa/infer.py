@@ -1,0 +1,152 @@
+"""Scoring images: one forward pass per batch, five level probabilities, their mean and spread.
+
+``python -m deqa score --model RUN_OR_MODEL_DIR IMAGE_OR_DIR [...] [--out preds.csv] [--batch-size B]``
+
+The prompt ends with "The quality of the image is"; the logits at the last position (left padding)
+restricted to the five level tokens give p = softmax(z_bad..z_excellent), the score sum_k p_k c_k
+and the spread sqrt(sum_k p_k (c_k - score)^2). Explained in notebook 05 (``05_distribution_plots``).
+"""
+from __future__ import annotations
+
+import argparse
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from . import levels
+from .errors import DeqaError
+
+PROB_COLUMNS = [f"p_{w}" for w in levels.LEVELS]
+COLUMNS = ["score", "std"] + PROB_COLUMNS
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
+
+
+def open_image(path):
+    """The image at ``path`` as RGB, fully decoded (so a truncated file fails here, not later)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im.load()
+        return im.convert("RGB")
+
+
+def level_probabilities(logits: torch.Tensor, level_ids) -> torch.Tensor:
+    """(B, V) logits -> (B, 5) softmax over the five level-token logits, in float32."""
+    z = logits[:, list(level_ids)].float()
+    return torch.softmax(z, dim=-1)
+
+
+def score_images(model, processor, images, batch_size: int = 16, progress: bool = True, level_ids=None,
+                 square: bool = True) -> pd.DataFrame:
+    """Score ``images`` (paths or PIL images) -> DataFrame with ``score, std, p_bad .. p_excellent``.
+
+    With paths the first column is ``image`` (the path as given). Unreadable images are skipped
+    with a warning naming them, and listed in ``df.attrs["skipped"]``. The result of an image does
+    not depend on the batch it is in (left padding, one forward per batch).
+    """
+    from .model import Collator, level_logits, level_token_ids
+
+    images = list(images)
+    if batch_size < 1:
+        raise DeqaError(f"batch size must be at least 1, got {batch_size}")
+    if level_ids is None:
+        level_ids = level_token_ids(processor)
+    collate = Collator(processor, level_ids, train=False, square=square)
+    was_training = model.training
+    model.eval()
+
+    names, probs, skipped = [], [], []
+    with_paths = any(not hasattr(im, "convert") for im in images)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(images), desc="scoring", unit="img")
+    try:
+        for start in range(0, len(images), batch_size):
+            chunk, chunk_names = [], []
+            for i, item in enumerate(images[start : start + batch_size], start):
+                name = str(item) if not hasattr(item, "convert") else f"image {i}"
+                try:
+                    img = item if hasattr(item, "convert") else open_image(item)
+                except Exception as exc:  # unreadable or corrupt file: report it and go on
+                    warnings.warn(f"skipping {name}: cannot read the image ({type(exc).__name__}: {exc})",
+                                  stacklevel=2)
+                    skipped.append(name)
+                    continue
+                chunk.append(img)
+                chunk_names.append(name)
+            if chunk:
+                batch = collate(chunk)
+                with torch.no_grad():
+                    logits = level_logits(model, batch)
+                p = level_probabilities(logits, level_ids).cpu().numpy().astype(np.float64)
+                if not np.all(np.isfinite(p)):
+                    bad = [chunk_names[j] for j in np.flatnonzero(~np.isfinite(p).all(axis=1))]
+                    raise DeqaError(f"the model gave non-finite level probabilities for {bad[0]}")
+                probs.append(p)
+                names += chunk_names
+            if bar is not None:
+                bar.update(min(batch_size, len(images) - start))
+    finally:
+        if bar is not None:
+            bar.close()
+        model.train(was_training)
+
+    p = np.concatenate(probs) if probs else np.zeros((0, len(levels.LEVELS)))
+    df = pd.DataFrame(p, columns=PROB_COLUMNS)
+    df.insert(0, "score", levels.score(p) if len(p) else np.zeros(0))
+    df.insert(1, "std", levels.spread(p) if len(p) else np.zeros(0))
+    if with_paths:
+        df.insert(0, "image", names)
+    df.attrs["skipped"] = skipped
+    return df
+
+
+def find_images(inputs) -> list[str]:
+    """Image files named by ``inputs``: files as given, folders searched recursively (sorted)."""
+    found = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            found += [str(p) for p in files]
+        elif path.is_file():
+            found.append(str(item))
+        else:
+            raise DeqaError(f"image or folder {item} does not exist")
+    if not found:
+        raise DeqaError(f"no images found in {', '.join(map(str, inputs))} (looked for {', '.join(IMAGE_SUFFIXES)})")
+    return found
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR", help="image files or folders of images")
+    parser.add_argument("--model", required=True, help="trained run folder, model folder or hub id")
+    parser.add_argument("--out", help="CSV to write (default: print the CSV)")
+    parser.add_argument("--batch-size", type=int, default=16, help="images per forward pass (default 16)")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:0, ... (default: cuda when available)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args) -> int:
+    from .model import load
+
+    paths = find_images(args.inputs)
+    device = args.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    model, processor = load(args.model, device=device)
+    df = score_images(model, processor, paths, batch_size=args.batch_size, progress=not args.no_progress)
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        df.to_csv(out, index=False, float_format="%.6f")
+        print(f"scored {len(df)} images -> {out}" + (f" ({len(df.attrs['skipped'])} skipped)"
+                                                   if df.attrs["skipped"] else ""))
+    else:
+        print(df.to_csv(index=False, float_format="%.6f"), end="")
+    return 0

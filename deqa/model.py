@@ -1,0 +1,361 @@
+"""Loading an MLLM, resolving the level-word tokens, and turning images into model inputs.
+
+The same code serves the embedded tiny model and real hub models (LLaVA, Qwen2-VL, Idefics3...):
+prompts come from the processor's own chat template, and image placeholders are expanded by the
+processor. Explained in notebook 04 (``04_finetune_mllm``).
+
+The prompt asks ``QUESTION`` about the image; the answer is ``f"{ANSWER_PREFIX} {level}."``. The
+logits at the position just before the level word give the five level probabilities.
+"""
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import DeqaError
+from .levels import LEVELS
+
+QUESTION = "What do you think about the quality of this image?"
+ANSWER_PREFIX = "The quality of the image is"
+
+# processor outputs that are per-token (padded with the text); everything else is image data
+_TEXT_KEYS = ("input_ids", "attention_mask")
+
+
+# ---------------------------------------------------------------------------------------------
+# loading
+
+
+def _is_model_folder(p: Path) -> bool:
+    return p.is_dir() and ((p / "config.json").is_file() or (p / "adapter_config.json").is_file())
+
+
+def _resolve_local(name_or_path) -> Path | None:
+    """The local folder meant by ``name_or_path``, or None when it is not a local path."""
+    p = Path(str(name_or_path)).expanduser()
+    if p.exists():
+        p = p.resolve()
+        if not p.is_dir():
+            raise DeqaError(f"model path {name_or_path} is a file, expected a model folder")
+        # a training run folder keeps the final model in RUN_DIR/model (its own config.json is the
+        # training configuration, not a model's)
+        if _is_model_folder(p / "model"):
+            return p / "model"
+        if not _is_model_folder(p):
+            raise DeqaError(f"model folder {name_or_path} has no config.json, adapter_config.json or model/")
+        return p
+    text = str(name_or_path)
+    first_part = Path(text).parts[0] if Path(text).parts else text
+    looks_local = (text.startswith((".", "/", "~")) or text.count("/") > 1 or "\\" in text
+                   or ("/" in text and Path(first_part).is_dir()))
+    if looks_local:
+        raise DeqaError(f"model path {name_or_path} does not exist")
+    return None
+
+
+def _processor_kwargs(config) -> dict:
+    """The tiny model's images are prepared with PIL (as in its pre-training) on every machine, also
+    where torchvision is installed and would otherwise be chosen."""
+    vision = getattr(config, "vision_config", None)
+    return {"backend": "pil"} if getattr(vision, "model_type", None) == "deqa_cnn" else {}
+
+
+def _load_processor(source: str, config):
+    """``AutoProcessor``; for the Qwen-VL families without torchvision, the image-only processor
+    of :func:`deqa.archs.load_processor`."""
+    kwargs = _processor_kwargs(config)
+    try:
+        from .archs import load_processor
+    except ImportError:
+        from transformers import AutoProcessor
+
+        return AutoProcessor.from_pretrained(source, **kwargs)
+    return load_processor(source, **kwargs)
+
+
+def load(name_or_path, dtype=None, device="cpu", attn_implementation=None):
+    """Load an MLLM and its processor from a hub id, a local folder or a training run folder.
+
+    A run folder (``RUN_DIR/model``) and a LoRA adapter folder (``adapter_config.json``: the base
+    model it names, then the adapter through peft) are recognised. Returns ``(model, processor)``
+    with the model in eval mode on ``device``. A missing path raises :class:`DeqaError`.
+    """
+    from transformers import AutoModelForImageTextToText
+
+    from . import tower  # noqa: F401  (registers the tiny CNN tower with the Auto classes)
+
+    local = _resolve_local(name_or_path)
+    source = str(local) if local is not None else str(name_or_path)
+    kwargs = {}
+    if dtype is not None:
+        kwargs["dtype"] = getattr(torch, dtype) if isinstance(dtype, str) and dtype != "auto" else dtype
+    if attn_implementation is not None:
+        kwargs["attn_implementation"] = attn_implementation
+
+    adapter = local is not None and (local / "adapter_config.json").is_file()
+    try:
+        if adapter:
+            from peft import PeftModel
+
+            base_name = json.loads((local / "adapter_config.json").read_text()).get("base_model_name_or_path")
+            if not base_name:
+                raise DeqaError(f"adapter {local} does not name its base model (base_model_name_or_path)")
+            base_local = _resolve_local(base_name)
+            base_source = str(base_local) if base_local is not None else base_name
+            base = AutoModelForImageTextToText.from_pretrained(base_source, **kwargs)
+            model = PeftModel.from_pretrained(base, str(local))
+            has_processor = any((local / f).is_file() for f in ("processor_config.json", "preprocessor_config.json",
+                                                                 "tokenizer_config.json"))
+            processor = _load_processor(str(local) if has_processor else base_source, base.config)
+        else:
+            model = AutoModelForImageTextToText.from_pretrained(source, **kwargs)
+            processor = _load_processor(source, model.config)
+    except OSError as exc:
+        where = "local folder" if local is not None else "hub id (and no such local folder)"
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DeqaError(f"cannot load model {name_or_path} as a {where}: {first}") from exc
+    tok = getattr(processor, "tokenizer", processor)
+    tok.padding_side = "left"
+    model.to(device)
+    model.eval()
+    return model, processor
+
+
+# ---------------------------------------------------------------------------------------------
+# level tokens
+
+_ALTERNATIVES = "e.g. 'bad poor fair good excellent' or 'terrible low medium high perfect'"
+
+
+def _tokenizer_of(tok_or_processor):
+    return getattr(tok_or_processor, "tokenizer", tok_or_processor)
+
+
+def _word_tokens(tokenizer, word: str) -> list[int]:
+    """Token ids of ``word`` as it appears right after the answer prefix (leading space)."""
+    prefix = tokenizer.encode(ANSWER_PREFIX, add_special_tokens=False)
+    full = tokenizer.encode(f"{ANSWER_PREFIX} {word}", add_special_tokens=False)
+    if full[: len(prefix)] == prefix and len(full) > len(prefix):
+        return full[len(prefix):]
+    return tokenizer.encode(" " + word, add_special_tokens=False)
+
+
+def level_token_ids(tokenizer, words=LEVELS) -> list[int]:
+    """Ids of the five level words (bad..excellent) in their space-prefixed form.
+
+    A word that splits into several tokens is represented by its first sub-token; the five ids must
+    be distinct and known to the tokenizer, else :class:`DeqaError` names the offending word.
+    """
+    tokenizer = _tokenizer_of(tokenizer)
+    unk = getattr(tokenizer, "unk_token_id", None)
+    ids, split = [], []
+    for word in words:
+        toks = _word_tokens(tokenizer, word)
+        if not toks:
+            raise DeqaError(f"level word {word!r} gives no token with this tokenizer; choose other words ({_ALTERNATIVES})")
+        if unk is not None and unk in toks:
+            raise DeqaError(f"level word {word!r} is unknown to this tokenizer (maps to the unknown token); "
+                            f"choose other words ({_ALTERNATIVES})")
+        if len(toks) > 1:
+            split.append(word)
+        ids.append(int(toks[0]))
+    for i, word in enumerate(words):
+        for j in range(i):
+            if ids[i] == ids[j]:
+                piece = tokenizer.convert_ids_to_tokens(ids[i])
+                raise DeqaError(f"level word {word!r} starts with the same token {piece!r} as {words[j]!r}: the five "
+                                f"level tokens must be distinct; choose other words ({_ALTERNATIVES})")
+    if split:
+        warnings.warn(f"level words {split} are several tokens each; their first sub-token stands for them",
+                      stacklevel=2)
+    return ids
+
+
+# ---------------------------------------------------------------------------------------------
+# images and prompts
+
+
+def pad_to_square(img, fill=None):
+    """Pad a PIL image to a square, centred (as the reference does before resizing).
+
+    ``fill``: RGB colour of the padding; by default the image's mean colour. The collator passes the
+    processor's normalisation mean, which maps the padding to zero as the reference does.
+    """
+    from PIL import Image
+
+    img = img.convert("RGB")
+    w, h = img.size
+    if w == h:
+        return img
+    if fill is None:
+        fill = tuple(int(round(c)) for c in np.asarray(img, dtype=np.float64).reshape(-1, 3).mean(0))
+    side = max(w, h)
+    out = Image.new("RGB", (side, side), tuple(int(c) for c in fill))
+    out.paste(img, ((side - w) // 2, (side - h) // 2))
+    return out
+
+
+def _mean_fill(processor):
+    mean = getattr(getattr(processor, "image_processor", None), "image_mean", None)
+    if mean is None or len(mean) != 3:
+        return None
+    return tuple(int(round(255 * float(m))) for m in mean)
+
+
+def _messages(answer: str | None):
+    msgs = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": QUESTION}]}]
+    if answer is not None:
+        msgs.append({"role": "assistant", "content": [{"type": "text", "text": answer}]})
+    return msgs
+
+
+def _render(processor, messages, add_generation_prompt: bool) -> str:
+    text = processor.apply_chat_template(messages, add_generation_prompt=add_generation_prompt, tokenize=False)
+    return text[0] if isinstance(text, list) else text
+
+
+class Collator:
+    """Images (+ training levels) -> a batch of model inputs, left padded.
+
+    The prompt is the processor's chat template for one image and ``QUESTION``, followed by
+    ``ANSWER_PREFIX``; with ``train=True`` the level word and the rest of the answer turn follow.
+    Keys: the processor's model inputs (``input_ids``, ``attention_mask``, ``pixel_values``, and any
+    arch-specific ones), ``level_pos`` (B,) = the position whose logits predict the level token, and
+    with ``train=True`` ``labels`` (B, T), already shifted (``logits[:, t]`` predicts ``labels[:, t]``),
+    -100 on the prompt, the padding and at ``level_pos``. Explained in notebook 04.
+    """
+
+    def __init__(self, processor, level_ids=None, train: bool = False, square: bool = True):
+        self.processor = processor
+        self.tokenizer = _tokenizer_of(processor)
+        self.level_ids = list(level_ids) if level_ids is not None else level_token_ids(self.tokenizer)
+        if len(self.level_ids) != len(LEVELS):
+            raise DeqaError(f"Collator: expected {len(LEVELS)} level ids, got {len(self.level_ids)}")
+        self.train = train
+        self.square = square
+        self.fill = _mean_fill(processor)
+        self.pad_id = self.tokenizer.pad_token_id
+        if self.pad_id is None:
+            self.pad_id = self.tokenizer.eos_token_id if self.tokenizer.eos_token_id is not None else 0
+        self.prompt_text = _render(processor, _messages(None), add_generation_prompt=True)
+        self.prefix_ids = self.tokenizer.encode(ANSWER_PREFIX, add_special_tokens=False)
+        self.suffix_ids = {k: self._suffix_ids(k) for k in range(len(LEVELS))} if train else {}
+        # Left padding shifts the positions of the shorter rows unless the model is told them. Models
+        # with multimodal rotary positions (Qwen-VL) derive them from the attention mask themselves.
+        self.with_position_ids = "qwen" not in type(processor).__name__.lower()
+        self.model_keys: tuple[str, ...] = ()
+
+    def _suffix_ids(self, level: int) -> list[int]:
+        """Tokens after the level word: the rest of the answer and the template's end of turn."""
+        word = LEVELS[level]
+        answer = f"{ANSWER_PREFIX} {word}."
+        full = _render(self.processor, _messages(answer), add_generation_prompt=False)
+        at = full.rfind(answer)
+        if at < 0:
+            raise DeqaError("the chat template does not reproduce the answer text; cannot locate the level token")
+        rest = full[at + len(answer) - 1:]  # "." + end of turn
+        return self.tokenizer.encode(rest, add_special_tokens=False)
+
+    def __call__(self, images, levels=None) -> dict:
+        if self.train and levels is None:
+            raise DeqaError("Collator(train=True) needs the level index of every image")
+        imgs = [pad_to_square(im, self.fill) if self.square else im.convert("RGB") for im in images]
+        enc = self.processor(
+            text=[self.prompt_text] * len(imgs), images=imgs, padding=True, return_tensors="pt",
+            add_special_tokens=False,
+        )
+        rows = [ids[mask.bool()].tolist() for ids, mask in zip(enc["input_ids"], enc["attention_mask"])]
+        extra_tok_keys = [k for k, v in enc.items() if k not in _TEXT_KEYS and torch.is_tensor(v)
+                          and v.shape == enc["input_ids"].shape]
+        extra_rows = {k: [enc[k][i][enc["attention_mask"][i].bool()].tolist() for i in range(len(imgs))]
+                      for k in extra_tok_keys}
+
+        seqs, label_rows, level_pos_in_row = [], [], []
+        for i, row in enumerate(rows):
+            prompt = row + self.prefix_ids
+            if self.train:
+                level = int(levels[i])
+                answer = [self.level_ids[level]] + self.suffix_ids[level]
+                seq = prompt + answer
+                # logits at t predict token t + 1: the prefix tokens (except the first, predicted by the
+                # prompt), the level (excluded: KL loss) and the suffix
+                lab = [-100] * len(seq)
+                start = len(row)  # first prefix token
+                for t in range(start - 1, len(seq) - 1):
+                    lab[t] = seq[t + 1]
+                lab[len(prompt) - 1] = -100
+                label_rows.append(lab)
+            else:
+                seq = prompt
+            seqs.append(seq)
+            level_pos_in_row.append(len(prompt) - 1)
+
+        T = max(len(s) for s in seqs)
+        B = len(seqs)
+        input_ids = torch.full((B, T), self.pad_id, dtype=torch.long)
+        attention = torch.zeros((B, T), dtype=torch.long)
+        level_pos = torch.empty(B, dtype=torch.long)
+        labels = torch.full((B, T), -100, dtype=torch.long) if self.train else None
+        extra = {k: torch.zeros((B, T), dtype=enc[k].dtype) for k in extra_tok_keys}
+        for i, seq in enumerate(seqs):
+            off = T - len(seq)
+            input_ids[i, off:] = torch.tensor(seq)
+            attention[i, off:] = 1
+            level_pos[i] = off + level_pos_in_row[i]
+            if self.train:
+                labels[i, off:] = torch.tensor(label_rows[i])
+            for k in extra_tok_keys:
+                vals = extra_rows[k][i]
+                extra[k][i, off : off + len(vals)] = torch.tensor(vals, dtype=enc[k].dtype)
+
+        batch = {k: v for k, v in enc.items() if k not in _TEXT_KEYS and k not in extra_tok_keys}
+        batch.update(extra)
+        batch["input_ids"] = input_ids
+        batch["attention_mask"] = attention
+        if self.with_position_ids:
+            batch["position_ids"] = (attention.cumsum(-1) - 1).clamp(min=0)
+        self.model_keys = tuple(batch.keys())
+        batch["level_pos"] = level_pos
+        if self.train:
+            batch["labels"] = labels
+        return batch
+
+
+def model_inputs(batch: dict, keys=None, device=None, dtype=None) -> dict:
+    """The entries of a collated batch that go into ``model(**...)``, moved to ``device``; floating
+    point inputs (pixel values) cast to ``dtype`` when given (e.g. a bf16 model)."""
+    keys = keys or [k for k in batch if k not in ("level_pos", "labels")]
+    out = {}
+    for k in keys:
+        v = batch[k]
+        if torch.is_tensor(v):
+            if dtype is not None and v.is_floating_point():
+                v = v.to(dtype)
+            if device is not None:
+                v = v.to(device)
+        out[k] = v
+    return out
+
+
+def level_logits(model, batch: dict) -> torch.Tensor:
+    """(B, V) logits at each row's ``level_pos``, from one forward pass.
+
+    When every row's level position is the last one (left-padded scoring batches), only the last
+    position's logits are computed (``logits_to_keep=1``); otherwise only the distinct level positions.
+    """
+    first = next(model.parameters())
+    device = first.device
+    inputs = model_inputs(batch, device=device, dtype=getattr(model, "dtype", first.dtype))
+    level_pos = batch["level_pos"].to(device)
+    T = inputs["input_ids"].shape[1]
+    if bool((level_pos == T - 1).all()):
+        logits = model(**inputs, logits_to_keep=1).logits[:, -1]
+    else:
+        keep, where = torch.unique(level_pos, return_inverse=True)
+        logits = model(**inputs, logits_to_keep=keep).logits  # (B, K, V)
+        logits = logits[torch.arange(len(level_pos), device=device), where]
+    return logits
