@@ -54,7 +54,7 @@ def evaluate_predictions(preds: pd.DataFrame) -> pd.DataFrame:
         human_q = soft_labels(part["mu"].to_numpy(), part["sigma"].to_numpy(), method="cdf")
         pred_q = part[[f"p_{lv}" for lv in ("bad", "poor", "fair", "good", "excellent")]].to_numpy()
         has_std = np.isfinite(part["sigma"].to_numpy())
-        gaps = distribution_gaps(part["score"].to_numpy()[has_std], part["std"].to_numpy()[has_std],
+        gaps = distribution_gaps(part["score"].to_numpy()[has_std], part["score_std"].to_numpy()[has_std],
                                  part["mu"].to_numpy()[has_std], part["sigma"].to_numpy()[has_std],
                                  pred_probs=pred_q[has_std], human_probs=human_q[has_std])
         rows.append({"test_set": name, "n": len(part),
