@@ -9,6 +9,8 @@ logits at the position just before the level word give the five level probabilit
 """
 from __future__ import annotations
 
+import contextlib
+
 import json
 import warnings
 from pathlib import Path
@@ -97,6 +99,34 @@ def load(name_or_path, dtype=None, device="cpu", attn_implementation=None):
         kwargs["attn_implementation"] = attn_implementation
 
     adapter = local is not None and (local / "adapter_config.json").is_file()
+    small = local is not None and sum(f.stat().st_size for f in local.glob("*.safetensors")) < 200e6
+    with quiet_transformers(small):  # no "Loading weights" bar for the tiny models
+        model, processor = _from_pretrained(name_or_path, local, source, adapter, kwargs)
+    tok = getattr(processor, "tokenizer", processor)
+    tok.padding_side = "left"
+    model.to(device)
+    model.eval()
+    return model, processor
+
+
+@contextlib.contextmanager
+def quiet_transformers(quiet: bool = True):
+    """Switch off transformers' progress bars (weight loading and saving) inside the block."""
+    from transformers.utils import logging as hf_logging
+
+    was_on = hf_logging.is_progress_bar_enabled()
+    if quiet:
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if quiet and was_on:
+            hf_logging.enable_progress_bar()
+
+
+def _from_pretrained(name_or_path, local, source, adapter, kwargs):
+    from transformers import AutoModelForImageTextToText
+
     try:
         if adapter:
             from peft import PeftModel
@@ -118,10 +148,6 @@ def load(name_or_path, dtype=None, device="cpu", attn_implementation=None):
         where = "local folder" if local is not None else "hub id (and no such local folder)"
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DeqaError(f"cannot load model {name_or_path} as a {where}: {first}") from exc
-    tok = getattr(processor, "tokenizer", processor)
-    tok.padding_side = "left"
-    model.to(device)
-    model.eval()
     return model, processor
 
 

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import DeqaError
+from .model import quiet_transformers
 
 #: above this many parameters a model counts as a "real" pre-trained MLLM: LoRA and a small lr by default
 LARGE_MODEL_PARAMS = 100_000_000
@@ -512,20 +513,6 @@ def _set_rng_state(state: dict) -> None:
 
 def _unwrap(model):
     return getattr(model, "module", model)
-
-
-@contextlib.contextmanager
-def quiet_transformers():
-    """No per-shard progress bars from ``save_pretrained``/``from_pretrained`` inside a training run."""
-    from transformers.utils import logging as hf_logging
-
-    was_on = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if was_on:
-            hf_logging.enable_progress_bar()
 
 
 def save_model(model, processor, out_dir: Path, merge: bool = False) -> Path:
