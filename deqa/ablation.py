@@ -76,7 +76,7 @@ def run_one(stage1_dir, metas: dict[str, Path], variant: str, training: tuple[st
         shutil.rmtree(run_dir)
     config = TrainConfig(model=str(stage1_dir), data=[str(metas[n]) for n in training], out=str(run_dir),
                          steps=steps, batch_size=batch_size, lr=lr, mode="full", seed=seed,
-                         progress=progress, eval_every=0, device="cpu", **VARIANTS[variant])
+                         progress=progress, eval_every=-1, device="cpu", **VARIANTS[variant])
     t0 = time.perf_counter()
     result = train(config)
     seconds = time.perf_counter() - t0

@@ -100,7 +100,7 @@ class TrainConfig:
     gradient_checkpointing: bool | None = None  # None: on for large models on CUDA
     max_grad_norm: float = 1.0
     log_every: int = 10
-    eval_every: int = 0  # 0: validate at the end only
+    eval_every: int = 0  # 0: validate at the end only; negative: never
     eval_limit: int | None = 512  # at most this many validation images per data set
     eval_batch_size: int = 32
     save_every: int = 0  # 0: checkpoint at the end (and on interruption) only
@@ -682,7 +682,7 @@ def train(config: TrainConfig, loss_hook=None) -> TrainResult:
                             config.reference_labels, config.nominal_scale)
     val_metas = [m for m in config.data if _has_split(m, "val")]
     val_data = (load_split(val_metas, "val", config.label, config.method, config.reference_labels,
-                           config.nominal_scale) if val_metas and main else None)
+                           config.nominal_scale) if val_metas and main and config.eval_every >= 0 else None)
     _check_model_ref(config.model)
 
     transformers.set_seed(config.seed)
