@@ -130,16 +130,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=16, help="images per forward pass (default 16)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:0, ... (default: cuda when available)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default=None,
+                        help="weights' dtype (default: float32 on CPU, bfloat16 on CUDA)")
+    parser.add_argument("--max-pixels", type=int, default=None, metavar="N",
+                        help="Qwen2-VL / Qwen2.5-VL: at most N pixels per image (fewer visual tokens)")
 
 
 def run(args) -> int:
-    from .model import load
+    from .model import load, set_max_pixels
 
     paths = find_images(args.inputs)
     device = args.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    model, processor = load(args.model, device=device)
+    dtype = args.dtype or ("bfloat16" if device.startswith("cuda") else None)
+    model, processor = load(args.model, dtype=dtype, device=device)
+    if args.max_pixels is not None:
+        set_max_pixels(processor, args.max_pixels)
     df = score_images(model, processor, paths, batch_size=args.batch_size, progress=not args.no_progress)
     if args.out:
         out = Path(args.out)

@@ -385,3 +385,25 @@ def level_logits(model, batch: dict) -> torch.Tensor:
         logits = model(**inputs, logits_to_keep=keep).logits  # (B, K, V)
         logits = logits[torch.arange(len(level_pos), device=device), where]
     return logits
+
+
+def set_max_pixels(processor, max_pixels: int) -> None:
+    """Cap the pixels per image of a processor that resizes by pixel count (Qwen2-VL, Qwen2.5-VL):
+    fewer pixels, fewer visual tokens, less memory. Processors that resize to a fixed size (LLaVA's
+    CLIP, the embedded model) refuse with a clear error. Used by ``--max-pixels`` (notebook 04)."""
+    ip = getattr(processor, "image_processor", None)
+    size = getattr(ip, "size", None)
+    keys = size.keys() if isinstance(size, dict) else vars(size) if size is not None else {}
+    if "longest_edge" not in keys or "shortest_edge" not in keys or not hasattr(ip, "merge_size"):
+        raise DeqaError(f"--max-pixels applies to processors that resize by pixel count (Qwen2-VL, "
+                        f"Qwen2.5-VL); {type(ip).__name__} resizes every image to a fixed size")
+    if max_pixels < 1:
+        raise DeqaError(f"--max-pixels must be positive, got {max_pixels}")
+    if isinstance(size, dict):
+        size["longest_edge"] = int(max_pixels)
+        size["shortest_edge"] = min(size["shortest_edge"], int(max_pixels))
+    else:
+        size.longest_edge = int(max_pixels)
+        size.shortest_edge = min(size.shortest_edge, int(max_pixels))
+    if hasattr(ip, "max_pixels"):
+        ip.max_pixels = int(max_pixels)

@@ -27,7 +27,9 @@ def chapter_notebooks() -> list[Path]:
 
 
 def clean(nb) -> None:
-    """Drop execution counts and volatile metadata; keep outputs."""
+    """Drop execution counts and volatile metadata; keep outputs (the result stays valid nbformat 4.4)."""
+    import nbformat
+
     nb.metadata = {
         "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
         "language_info": {"name": "python"},
@@ -40,8 +42,10 @@ def clean(nb) -> None:
             for out in cell.get("outputs", []):
                 if "execution_count" in out:
                     out["execution_count"] = None
-                out.pop("metadata", None) if out.get("metadata") == {} else None
+                if out.get("output_type") in ("display_data", "execute_result"):
+                    out["metadata"] = {}  # required by the schema; its content (sizes, ids) is churn
     nb.nbformat, nb.nbformat_minor = 4, 4
+    nbformat.validate(nb)
 
 
 def execute(path: Path, out_path: Path | None, timeout: int = 3600, verbose: bool = True) -> float:

@@ -97,6 +97,8 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     bf16: bool = True  # bf16 autocast on CUDA (ignored on CPU, where bf16 is slow)
+    attn_implementation: str | None = None  # None: the model's default (sdpa); "eager", "flash_attention_2"
+    max_pixels: int | None = None  # Qwen2-VL / Qwen2.5-VL: cap the pixels (visual tokens) per image
     gradient_checkpointing: bool | None = None  # None: on for large models on CUDA
     max_grad_norm: float = 1.0
     log_every: int = 10
@@ -606,7 +608,10 @@ def _load_for_training(config: TrainConfig, device: str, checkpoint: Path | None
     # a frozen base for LoRA is held in bf16 on a GPU (its LoRA weights are trained in float32)
     dtype = torch.bfloat16 if cuda and config.mode != "full" else None
     model, processor = model_mod.load(str(saved) if saved is not None and not lora_saved else base_ref,
-                                      dtype=dtype, device=device)
+                                      dtype=dtype, device=device,
+                                      attn_implementation=config.attn_implementation)
+    if config.max_pixels is not None:
+        model_mod.set_max_pixels(processor, config.max_pixels)
     n_params = count_parameters(model)
     mode = config.mode or ("lora" if lora_saved or n_params > LARGE_MODEL_PARAMS else "full")
     if mode == "lora":
@@ -1026,6 +1031,12 @@ def add_arguments(parser) -> None:
     parser.add_argument("--detach-sigma", action="store_true", help="--p-hat predicted: no gradient through sigma")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, cuda:1 ...")
+    parser.add_argument("--no-bf16", dest="bf16", action="store_false",
+                        help="train in float32 on CUDA too (default: bf16 autocast on CUDA)")
+    parser.add_argument("--attn-implementation", choices=("eager", "sdpa", "flash_attention_2"), default=None,
+                        help="attention kernel (default: the model's own, sdpa for most)")
+    parser.add_argument("--max-pixels", type=int, default=None, metavar="N",
+                        help="Qwen2-VL / Qwen2.5-VL: at most N pixels per image (fewer visual tokens)")
     parser.add_argument("--no-bf16", dest="bf16", action="store_false", help="no bf16 autocast on CUDA")
     parser.add_argument("--max-grad-norm", type=float, default=1.0)
     parser.add_argument("--gradient-checkpointing", dest="gradient_checkpointing", action="store_true",
