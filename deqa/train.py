@@ -1031,8 +1031,6 @@ def add_arguments(parser) -> None:
     parser.add_argument("--detach-sigma", action="store_true", help="--p-hat predicted: no gradient through sigma")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, cuda:1 ...")
-    parser.add_argument("--no-bf16", dest="bf16", action="store_false",
-                        help="train in float32 on CUDA too (default: bf16 autocast on CUDA)")
     parser.add_argument("--attn-implementation", choices=("eager", "sdpa", "flash_attention_2"), default=None,
                         help="attention kernel (default: the model's own, sdpa for most)")
     parser.add_argument("--max-pixels", type=int, default=None, metavar="N",
