@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -17,6 +18,7 @@ from pathlib import Path
 from .paths import ROOT
 
 NOTEBOOK_DIR = ROOT / "notebooks"
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def chapter_notebooks() -> list[Path]:
@@ -101,8 +103,9 @@ def main(argv=None) -> int:
         try:
             took = execute(book, target, timeout=args.timeout)
         except Exception as exc:  # noqa: BLE001 - report which notebook failed, then stop
-            print(f"\nerror: {book.name} failed: {type(exc).__name__}: {str(exc).splitlines()[-1] if str(exc) else ''}",
-                  file=sys.stderr)
+            lines = [ln for ln in _ANSI.sub("", str(exc)).splitlines() if ln.strip()]
+            print(f"\nerror: {book.name} failed: {type(exc).__name__}", file=sys.stderr)
+            print("\n".join(lines[-12:]), file=sys.stderr)
             return 1
         total += took
         print(f"  done in {took:.1f} s", flush=True)
