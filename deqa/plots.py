@@ -309,7 +309,7 @@ def prediction_grid(images, preds, humans=None, kind: str = "best", n: int = 6, 
 
 
 #: keys of a training log that are not curves
-_LOG_META_KEYS = {"step", "epoch", "time", "elapsed", "wall_s", "samples"}
+_LOG_META_KEYS = {"step", "epoch", "time", "elapsed", "wall_s", "seconds", "samples"}
 _LOSS_KEYS = ("loss", "fid", "kl", "ce")
 
 
