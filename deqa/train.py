@@ -186,17 +186,20 @@ class TrainData:
 
 def load_split(metas, split: str, label: str = "soft", method: str = "cdf", reference: bool = False,
                nominal: bool = False, check_images: bool = True) -> TrainData:
-    """Read every metadata file, build each data set's soft (or one-hot) labels on the WHOLE data set
-    (its min/max MOS defines the scale, as the reference does), keep the rows of ``split``, and
+    """Read every metadata file (refusing an image that sits in two splits), build each data set's soft
+    (or one-hot) labels on the WHOLE data set (its min/max MOS defines the scale, as the reference
+    does), keep the rows of ``split``, and
     resolve images relative to the metadata file's folder. A missing image file raises DeqaError
     naming the file and the row. Explained in notebook 04."""
     from . import data as data_mod
     from .soft_label import one_hot_labels
 
     parts, paths = [], []
-    for meta in metas:
+    tables = [data_mod.read_metadata(Path(meta)) for meta in metas]
+    # an image in the training split of one file and the test split of another is refused
+    data_mod.check_split_overlap(pd.concat(tables, ignore_index=True))
+    for meta, table in zip(metas, tables):
         meta = Path(meta)
-        table = data_mod.read_metadata(meta)
         labelled = data_mod.to_levels(table, method=method, reference=reference, nominal=nominal)
         labelled["_row"] = np.arange(1, len(labelled) + 1)
         labelled["_meta"] = str(meta)

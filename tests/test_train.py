@@ -255,3 +255,19 @@ def test_embedded_two_stage_recipe_in_smoke_mode(smoke_data, tmp_path):
     assert stages["stage1_seconds"] > 0 and set(stages["validation"]) == {"synth-koniq", "synth-spaq"}
     model, processor = model_mod.load(tmp_path / "tiny-deqa")  # a run folder loads its final model
     assert model is not None
+
+
+def test_an_image_in_two_splits_across_files_is_refused(tmp_path):
+    """Train/test overlap: the same image of the same data set as training in one file, test in another."""
+    import pandas as pd
+    from PIL import Image
+
+    from deqa.train import load_split
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    Image.new("RGB", (8, 8)).save(tmp_path / "b.png")
+    rows = {"image": ["a.png", "b.png"], "mos": [3.0, 4.0], "std": [0.5, 0.6], "dataset": ["d", "d"]}
+    pd.DataFrame({**rows, "split": ["train", "train"]}).to_csv(tmp_path / "train.csv", index=False)
+    pd.DataFrame({**rows, "split": ["test", "test"]}).iloc[:1].to_csv(tmp_path / "test.csv", index=False)
+    with pytest.raises(DeqaError, match="more than one split.*a.png"):
+        load_split([tmp_path / "train.csv", tmp_path / "test.csv"], "train")
