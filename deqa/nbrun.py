@@ -57,8 +57,10 @@ def execute(path: Path, out_path: Path | None, timeout: int = 3600, verbose: boo
 
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                            resources={"metadata": {"path": str(path.parent)}})
+                            resources={"metadata": {"path": str(path.parent)}},
+                            extra_arguments=["--IPKernelApp.log_level=ERROR"])  # no start-up chatter
     n_code = sum(c.cell_type == "code" for c in nb.cells)
+    tty = sys.stdout.isatty()
     start = time.perf_counter()
     done = 0
     with client.setup_kernel():
@@ -68,9 +70,10 @@ def execute(path: Path, out_path: Path | None, timeout: int = 3600, verbose: boo
             client.execute_cell(cell, index)
             done += 1
             if verbose:
-                print(f"\r  {path.stem}: cell {done}/{n_code} ({time.perf_counter() - start:5.0f} s)",
-                      end="", flush=True)
-    if verbose:
+                line = f"  {path.stem}: cell {done}/{n_code} ({time.perf_counter() - start:5.0f} s)"
+                # a terminal gets one line rewritten in place, a log file one line per cell
+                print(f"\r{line}" if tty else line, end="" if tty else "\n", flush=True)
+    if verbose and tty:
         print()
     clean(nb)
     if out_path is not None:
