@@ -276,7 +276,8 @@ class Collator:
         self.model_keys: tuple[str, ...] = ()
 
     def _suffix_ids(self, level: int) -> list[int]:
-        """Tokens after the level word: the rest of the answer and the template's end of turn."""
+        """Tokens after the level token: the word's other sub-tokens when it splits (" excel" + "lent"),
+        then the rest of the answer and the template's end of turn. All of them are trained by CE."""
         word = LEVELS[level]
         answer = f"{ANSWER_PREFIX} {word}."
         full = _render(self.processor, _messages(answer), add_generation_prompt=False)
@@ -284,7 +285,9 @@ class Collator:
         if at < 0:
             raise DeqaError("the chat template does not reproduce the answer text; cannot locate the level token")
         rest = full[at + len(answer) - 1:]  # "." + end of turn
-        return self.tokenizer.encode(rest, add_special_tokens=False)
+        word_ids = _word_tokens(self.tokenizer, word)
+        tail = word_ids[1:] if word_ids and word_ids[0] == self.level_ids[level] else []
+        return tail + self.tokenizer.encode(rest, add_special_tokens=False)
 
     def __call__(self, images, levels=None) -> dict:
         if self.train and levels is None:

@@ -178,3 +178,28 @@ def test_bad_settings_raise_deqa_error(tmp_path):
         archs.build_idefics3(tmp_path / "i", tower_state={})
     with pytest.raises(DeqaError, match="no LoRA targets known for model type 'bert'"):
         archs.lora_settings("bert")
+
+
+def test_split_level_word_keeps_its_other_sub_tokens_in_the_answer(tmp_path):
+    """Qwen's tiny tokenizer splits " excellent" into " excel" + "lent": the level position predicts
+    " excel" (KL), and "lent" is still in the answer, trained by the cross-entropy like "."."""
+    from PIL import Image
+
+    from deqa import archs, model
+
+    archs.BUILDERS["qwen2_vl"](tmp_path / "q")
+    _, processor = model.load(tmp_path / "q")
+    tok = processor.tokenizer
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ids = model.level_token_ids(tok)
+        collate = model.Collator(processor, ids, train=True)
+    img = Image.new("RGB", (64, 64), (120, 80, 40))
+    batch = collate([img, img], levels=[4, 2])
+    for row, level in ((0, 4), (1, 2)):
+        pos = int(batch["level_pos"][row])
+        assert int(batch["input_ids"][row, pos + 1]) == ids[level]
+        assert int(batch["labels"][row, pos]) == -100
+        trained = [t for t in batch["labels"][row, pos + 1:].tolist() if t != -100]
+        text = tok.decode(trained)
+        assert text.startswith("lent." if level == 4 else "."), text
