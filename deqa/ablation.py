@@ -95,7 +95,8 @@ def run_ablation(stage1_dir, data_dir, out_dir, seeds=(0, 1, 2), steps: int = 40
                  lr: float = 3e-4, variants=tuple(VARIANTS), recompute: bool = False,
                  progress: bool = True) -> pd.DataFrame:
     """Every variant x {single, co-train} x seed; returns (and caches) one row per run and test set."""
-    from tqdm.auto import tqdm
+    from .setup import progress_bar
+    tqdm = progress_bar()
 
     from .train import find_metas
 

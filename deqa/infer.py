@@ -62,7 +62,8 @@ def score_images(model, processor, images, batch_size: int = 16, progress: bool 
     with_paths = any(not hasattr(im, "convert") for im in images)
     bar = None
     if progress:
-        from tqdm.auto import tqdm
+        from .setup import progress_bar
+        tqdm = progress_bar()
 
         bar = tqdm(total=len(images), desc="scoring", unit="img")
     try:

@@ -41,6 +41,7 @@ def clean(nb) -> None:
         cell.pop("id", None)
         if cell.cell_type == "code":
             cell.execution_count = None
+            cell.outputs = _coalesce_streams(cell.get("outputs", []))
             for out in cell.get("outputs", []):
                 if "execution_count" in out:
                     out["execution_count"] = None
@@ -48,6 +49,23 @@ def clean(nb) -> None:
                     out["metadata"] = {}  # required by the schema; its content (sizes, ids) is churn
     nb.nbformat, nb.nbformat_minor = 4, 4
     nbformat.validate(nb)
+
+
+def _coalesce_streams(outputs: list) -> list:
+    """Merge consecutive stdout/stderr outputs and keep what a terminal would show: the text after
+    the last carriage return of each line (a progress bar's final state, not its every update)."""
+    merged: list = []
+    for out in outputs:
+        if (out.get("output_type") == "stream" and merged and merged[-1].get("output_type") == "stream"
+                and merged[-1].get("name") == out.get("name")):
+            merged[-1]["text"] += out["text"]
+        else:
+            merged.append(out)
+    for out in merged:
+        if out.get("output_type") == "stream":
+            out["text"] = "\n".join(line.rstrip("\r").split("\r")[-1] for line in out["text"].split("\n"))
+    # a bar that cleared itself (leave=False) leaves only blanks behind
+    return [o for o in merged if o.get("output_type") != "stream" or o["text"].strip()]
 
 
 def execute(path: Path, out_path: Path | None, timeout: int = 3600, verbose: bool = True) -> float:
@@ -94,6 +112,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.smoke:
         os.environ["DEQA_SMOKE"] = "1"
+    os.environ["DEQA_TEXT_PROGRESS"] = "1"  # text progress bars: their final state is kept in the outputs
     books = [p.resolve() for p in args.notebooks] or chapter_notebooks()
     missing = [str(p) for p in books if not p.is_file()]
     if missing:

@@ -70,3 +70,16 @@ def setup(seed: int = 0, torch_needed: bool = True, quiet: bool = False) -> Setu
         print(f"device: {device} | seed: {seed} | smoke mode: {s.smoke}")
         print(f"real annotations: {'found' if real else 'not found (synthetic raters are used)'}")
     return s
+
+
+def progress_bar():
+    """The tqdm class for progress bars: widgets in an interactive notebook, plain text when the
+    notebook is executed by ``deqa.nbrun`` (``DEQA_TEXT_PROGRESS=1``), so that the committed outputs
+    show the bars' final state rather than an empty widget."""
+    import os
+
+    if os.environ.get("DEQA_TEXT_PROGRESS"):
+        from tqdm import tqdm
+    else:
+        from tqdm.auto import tqdm
+    return tqdm

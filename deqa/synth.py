@@ -435,7 +435,8 @@ def make_synthetic(out_dir, n_scenes: int | None = None, size: int = REFERENCE_S
         raise DeqaError(f"{out_dir} exists and is not a folder")
     bar = None
     if progress:
-        from tqdm.auto import tqdm
+        from .setup import progress_bar
+        tqdm = progress_bar()
 
         bar = tqdm(total=n_scenes * len(names), desc="synthetic scenes", unit="scene")
     tables, meta_paths = [], {}

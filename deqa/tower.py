@@ -207,7 +207,8 @@ def pretrain_tower(
     gen = torch.Generator().manual_seed(seed)
     bar = range(steps)
     if progress:
-        from tqdm.auto import tqdm
+        from .setup import progress_bar
+        tqdm = progress_bar()
 
         bar = tqdm(bar, desc="pretrain tower", leave=False)
     for step in bar:

@@ -767,7 +767,8 @@ def train(config: TrainConfig, loss_hook=None) -> TrainResult:
     loader = _loader(batches, config.num_workers)
     bar = None
     if config.progress and main:
-        from tqdm.auto import tqdm
+        from .setup import progress_bar
+        tqdm = progress_bar()
 
         bar = tqdm(total=total, initial=step, desc="DeQA fine-tuning", unit="step")
     start = time.perf_counter()
