@@ -149,7 +149,7 @@ def image_distribution(ax_img, ax_bars, image, pred_probs, human_probs=None, pre
                        pred_sigma=None, human_mu=None, human_sigma=None, title=None, legend: bool = True):
     """One image: its thumbnail in ``ax_img`` (titled ``title``) beside ``level_bars`` (predicted vs
     human) in ``ax_bars``. Returns the Figure."""
-    ax_img.imshow(thumbnail(image))
+    ax_img.imshow(thumbnail(image), interpolation="nearest")  # the real pixels, no smoothing
     ax_img.set_axis_off()
     if title:
         ax_img.set_title(title, fontsize=9)
@@ -298,7 +298,7 @@ def prediction_grid(images, preds, humans=None, kind: str = "best", n: int = 6, 
         if k >= len(chosen):
             continue
         i = int(chosen[k])
-        ax.imshow(thumbnail(images[i]))
+        ax.imshow(thumbnail(images[i]), interpolation="nearest")  # the real pixels, no smoothing
         h_sigma = humans["human_sigma"].iloc[i] if "human_sigma" in humans.columns else np.nan
         ax.set_title(f"pred {preds['score'].iloc[i]:.2f} ± {pred_std[i]:.2f}\n"
                      f"human {humans['human_mu'].iloc[i]:.2f} ± {h_sigma:.2f}", fontsize=8)
