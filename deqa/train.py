@@ -223,12 +223,12 @@ def load_split(metas, split: str, label: str = "soft", method: str = "cdf", refe
 
 
 def load_image(path) -> "Image.Image":
-    """An RGB image (the collator pads it to a square, the processor resizes it)."""
-    from PIL import Image
+    """An RGB image (the collator pads it to a square, the processor resizes it); an unreadable file
+    is a DeqaError naming it."""
+    from .infer import open_image
 
     try:
-        with Image.open(path) as img:
-            return img.convert("RGB")
+        return open_image(path)
     except (OSError, ValueError) as exc:
         raise DeqaError(f"{path}: cannot read the image: {exc}") from None
 
