@@ -7,11 +7,11 @@ prompt (text, 576 image tokens at ``config.image_token_id``, text, the answer pr
 text tokens per image. In one run it measures
 
 * training, at each batch size (images per step): deqa's step (LoRA r=16 on every language-model
-  linear through ``deqa.train.apply_lora``, vision frozen, the DeQA loss of ``deqa.train.pair_loss``
+  linear through ``deqa.lora.apply_lora``, vision frozen, the DeQA loss of ``deqa.train.pair_loss``
   on image pairs, AdamW) against a bare transformers step on the same model and batch
   (``model(**inputs, labels=labels).loss``, backward, the same AdamW): images/s, the ratio
   deqa / bare, peak memory (``torch.cuda.max_memory_allocated``) and model-FLOPs utilisation;
-* scoring: deqa's one forward (``deqa.model.level_logits``, ``logits_to_keep=1``, five-way
+* scoring: deqa's one forward (``deqa.mllm.level_logits``, ``logits_to_keep=1``, five-way
   softmax) against ``generate()`` of a 6-token answer, and against batch size 1.
 
 Model-FLOPs utilisation (MFU) = achieved model FLOP/s / peak, with the usual convention
@@ -176,8 +176,8 @@ def _is_oom(exc: BaseException) -> bool:
 
 def measure_scoring(model, config, level_ids, batch: int, device: str, dtype, warmup: int, reps: int) -> dict:
     from deqa import levels
-    from deqa.infer import level_probabilities
-    from deqa.model import level_logits
+    from deqa.losses import level_probs
+    from deqa.mllm import level_logits
 
     data = synthetic_batch(config, batch, train=False, level_ids=level_ids, device=device, dtype=dtype)
     inputs = {k: v for k, v in data.items() if k != "level_pos"}
@@ -186,13 +186,13 @@ def measure_scoring(model, config, level_ids, batch: int, device: str, dtype, wa
 
     @torch.inference_mode()
     def project():
-        probs = level_probabilities(level_logits(model, data), level_ids)
+        probs = level_probs(level_logits(model, data)[:, level_ids].float())
         return levels.score(probs.cpu().numpy())
 
     @torch.inference_mode()
     def project_b1():
         for one in singles:
-            level_probabilities(level_logits(model, one), level_ids)
+            level_probs(level_logits(model, one)[:, level_ids].float())
 
     @torch.inference_mode()
     def generate():
@@ -212,8 +212,9 @@ def measure_scoring(model, config, level_ids, batch: int, device: str, dtype, wa
     return results
 
 
-def measure_training(model, optimizer, config, train_config, level_ids, batch: int, device: str, dtype,
+def measure_training(model, optimizer, config, bf16: bool, level_ids, batch: int, device: str, dtype,
                      warmup: int, reps: int) -> dict:
+    from deqa.losses import LossSettings
     from deqa.train import pair_loss
 
     if batch % 2:
@@ -224,7 +225,7 @@ def measure_training(model, optimizer, config, train_config, level_ids, batch: i
 
     def project_step():
         optimizer.zero_grad(set_to_none=True)
-        loss = pair_loss(model, project_batch, level_ids, train_config, device)["loss"]
+        loss = pair_loss(model, project_batch, level_ids, LossSettings(), device, bf16)["loss"]
         loss.backward()
         optimizer.step()
 
@@ -292,8 +293,7 @@ def main(argv=None) -> int:
     import peft
     import transformers
 
-    from deqa import model as deqa_model  # noqa: F401  (the scoring path under test)
-    from deqa.train import TrainConfig, apply_lora
+    from deqa.lora import apply_lora
 
     if args.dry_run:
         device, dtype = "cpu", torch.float32
@@ -342,19 +342,17 @@ def main(argv=None) -> int:
     result["scoring"].append(measure_scoring(model, config, level_ids, args.score_batch, device, dtype,
                                              args.warmup, args.reps))
 
-    train_config = TrainConfig(model="benchmark", data=["benchmark"], out="benchmark", mode="lora", lora_r=16,
-                               lora_alpha=32, lora_dropout=0.05, bf16=not args.dry_run)
-    model = apply_lora(model, train_config)
+    model = apply_lora(model, r=16, alpha=32, dropout=0.05)
     if args.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
     trainable = [p for p in model.parameters() if p.requires_grad]
     result["params_trainable"] = sum(p.numel() for p in trainable)
     result["lora"] = {"r": 16, "alpha": 32, "dropout": 0.05,
-                      "target_modules": train_config_targets(model)}
+                      "target_modules": adapter_targets(model)}
     optimizer = torch.optim.AdamW(trainable, lr=2e-4, weight_decay=0.0)
     for batch in args.train_batches:
-        result["training"].append(measure_training(model, optimizer, config, train_config, level_ids, batch,
+        result["training"].append(measure_training(model, optimizer, config, not args.dry_run, level_ids, batch,
                                                    device, dtype, args.warmup, args.reps))
     add_mfu(result, flops_train, flops_score, peak)
 
@@ -371,7 +369,7 @@ def main(argv=None) -> int:
     return 0
 
 
-def train_config_targets(model) -> dict:
+def adapter_targets(model) -> dict:
     cfg = model.peft_config["default"]
     targets = cfg.target_modules if isinstance(cfg.target_modules, str) else sorted(cfg.target_modules)
     return {"target_modules": targets, "modules_to_save": sorted(cfg.modules_to_save or [])}

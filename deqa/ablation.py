@@ -19,7 +19,6 @@ import shutil
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from .errors import DeqaError
@@ -45,29 +44,22 @@ def training_sets(names: list[str]) -> dict[str, tuple[str, ...]]:
 
 
 def evaluate_predictions(preds: pd.DataFrame) -> pd.DataFrame:
-    """PLCC/SRCC and distribution gaps per test data set of ``train.predict_data`` output."""
-    from .metrics import distribution_gaps, plcc, srcc
-    from .soft_label import soft_labels
+    """PLCC/SRCC and distribution gaps per test data set of ``deqa.infer.predict_data`` output, one row
+    per test set (``deqa.evaluate.per_dataset_table``)."""
+    from .evaluate import per_dataset_table
 
-    rows = []
-    for name, part in preds.groupby("dataset", sort=True):
-        human_q = soft_labels(part["mu"].to_numpy(), part["sigma"].to_numpy(), method="cdf")
-        pred_q = part[[f"p_{lv}" for lv in ("bad", "poor", "fair", "good", "excellent")]].to_numpy()
-        has_std = np.isfinite(part["sigma"].to_numpy())
-        gaps = distribution_gaps(part["score"].to_numpy()[has_std], part["score_std"].to_numpy()[has_std],
-                                 part["mu"].to_numpy()[has_std], part["sigma"].to_numpy()[has_std],
-                                 pred_probs=pred_q[has_std], human_probs=human_q[has_std])
-        rows.append({"test_set": name, "n": len(part),
-                     "plcc": plcc(part["score"], part["mu"]), "srcc": srcc(part["score"], part["mu"]),
-                     **{k: float(gaps[k].mean()) for k in ("kl", "js", "w1", "w2")}})
-    return pd.DataFrame(rows)
+    table = per_dataset_table(preds.sort_values("dataset", kind="stable"))
+    table = table.rename_axis("test_set").reset_index()
+    return table[["test_set", "n", *METRICS]]
 
 
 def run_one(stage1_dir, metas: dict[str, Path], variant: str, training: tuple[str, ...], seed: int,
             steps: int, work_dir: Path, batch_size: int = 8, lr: float = 3e-4,
             progress: bool = False) -> pd.DataFrame:
     """Train one (variant, training set, seed) from ``stage1_dir`` and evaluate on every test set."""
-    from .train import TrainConfig, load_split, predict_data, train
+    from .infer import predict_data
+    from .train import TrainConfig, train
+    from .trainset import load_split
 
     if variant not in VARIANTS:
         raise DeqaError(f"unknown variant {variant!r}; known: {sorted(VARIANTS)}")
@@ -95,10 +87,8 @@ def run_ablation(stage1_dir, data_dir, out_dir, seeds=(0, 1, 2), steps: int = 40
                  lr: float = 3e-4, variants=tuple(VARIANTS), recompute: bool = False,
                  progress: bool = True) -> pd.DataFrame:
     """Every variant x {single, co-train} x seed; returns (and caches) one row per run and test set."""
-    from .setup import progress_bar
-    tqdm = progress_bar()
-
-    from .train import find_metas
+    from .recipe import find_metas
+    from .setup import progress as progress_bar
 
     metas = {Path(m).parent.name: Path(m) for m in find_metas(data_dir)}
     sets = training_sets(sorted(metas, key=lambda n: (n != "synth-koniq", n)))
@@ -114,7 +104,7 @@ def run_ablation(stage1_dir, data_dir, out_dir, seeds=(0, 1, 2), steps: int = 40
     out_dir.mkdir(parents=True, exist_ok=True)
     jobs = [(v, t, s) for t in sets for v in variants for s in seeds]
     parts = []
-    bar = tqdm(jobs, desc="ablation runs", disable=not progress)
+    bar = progress_bar(jobs, desc="ablation runs", disable=not progress)
     for variant, training, seed in bar:
         bar.set_postfix_str(f"{variant} / {training} / seed {seed}")
         parts.append(run_one(stage1_dir, metas, variant, sets[training], seed, steps, out_dir / "work",

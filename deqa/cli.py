@@ -15,7 +15,7 @@ COMMANDS = {
     "synth": ("deqa.synth", "write the embedded synthetic IQA data sets to OUT_DIR"),
     "train": ("deqa.train", "fine-tune an MLLM with the DeQA loss"),
     "score": ("deqa.infer", "score images with a trained model (one forward pass each)"),
-    "evaluate": ("deqa.metrics", "PLCC/SRCC/KRCC and distribution gaps of predictions against metadata"),
+    "evaluate": ("deqa.evaluate", "PLCC/SRCC/KRCC and distribution gaps of predictions against metadata"),
 }
 
 

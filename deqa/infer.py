@@ -4,7 +4,9 @@
 
 The prompt ends with "The quality of the image is"; the logits at the last position (left padding)
 restricted to the five level tokens give p = softmax(z_bad..z_excellent), the score sum_k p_k c_k
-and the spread sqrt(sum_k p_k (c_k - score)^2). Explained in notebook 05 (``05_distribution_plots``).
+and the spread sqrt(sum_k p_k (c_k - score)^2). ``predict_split`` scores a split of the metadata and
+joins the predictions to the human labels, for validation, the ablation and the notebooks.
+Explained in notebook 05 (``05_distribution_plots``).
 """
 from __future__ import annotations
 
@@ -18,25 +20,8 @@ import torch
 
 from . import levels
 from .errors import DeqaError
-
-PROB_COLUMNS = [f"p_{w}" for w in levels.LEVELS]
-COLUMNS = ["score", "std"] + PROB_COLUMNS
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
-
-
-def open_image(path):
-    """The image at ``path`` as RGB, fully decoded (so a truncated file fails here, not later)."""
-    from PIL import Image
-
-    with Image.open(path) as im:
-        im.load()
-        return im.convert("RGB")
-
-
-def level_probabilities(logits: torch.Tensor, level_ids) -> torch.Tensor:
-    """(B, V) logits -> (B, 5) softmax over the five level-token logits, in float32."""
-    z = logits[:, list(level_ids)].float()
-    return torch.softmax(z, dim=-1)
+from .images import find_images, load_image, open_image
+from .losses import level_probs
 
 
 def score_images(model, processor, images, batch_size: int = 16, progress: bool = True, level_ids=None,
@@ -47,7 +32,9 @@ def score_images(model, processor, images, batch_size: int = 16, progress: bool 
     with a warning naming them, and listed in ``df.attrs["skipped"]``. The result of an image does
     not depend on the batch it is in (left padding, one forward per batch).
     """
-    from .model import Collator, level_logits, level_token_ids
+    from .collate import Collator, level_token_ids
+    from .mllm import level_logits
+    from .setup import progress as progress_bar
 
     images = list(images)
     if batch_size < 1:
@@ -60,12 +47,7 @@ def score_images(model, processor, images, batch_size: int = 16, progress: bool 
 
     names, probs, skipped = [], [], []
     with_paths = any(not hasattr(im, "convert") for im in images)
-    bar = None
-    if progress:
-        from .setup import progress_bar
-        tqdm = progress_bar()
-
-        bar = tqdm(total=len(images), desc="scoring", unit="img")
+    bar = progress_bar(total=len(images), desc="scoring", unit="img", disable=not progress)
     try:
         for start in range(0, len(images), batch_size):
             chunk, chunk_names = [], []
@@ -84,21 +66,19 @@ def score_images(model, processor, images, batch_size: int = 16, progress: bool 
                 batch = collate(chunk)
                 with torch.no_grad():
                     logits = level_logits(model, batch)
-                p = level_probabilities(logits, level_ids).cpu().numpy().astype(np.float64)
+                p = level_probs(logits[:, list(level_ids)].float()).cpu().numpy().astype(np.float64)
                 if not np.all(np.isfinite(p)):
                     bad = [chunk_names[j] for j in np.flatnonzero(~np.isfinite(p).all(axis=1))]
                     raise DeqaError(f"the model gave non-finite level probabilities for {bad[0]}")
                 probs.append(p)
                 names += chunk_names
-            if bar is not None:
-                bar.update(min(batch_size, len(images) - start))
+            bar.update(min(batch_size, len(images) - start))
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
         model.train(was_training)
 
     p = np.concatenate(probs) if probs else np.zeros((0, len(levels.LEVELS)))
-    df = pd.DataFrame(p, columns=PROB_COLUMNS)
+    df = pd.DataFrame(p, columns=list(levels.PROB_COLUMNS))
     df.insert(0, "score", levels.score(p) if len(p) else np.zeros(0))
     df.insert(1, "std", levels.spread(p) if len(p) else np.zeros(0))
     if with_paths:
@@ -107,21 +87,42 @@ def score_images(model, processor, images, batch_size: int = 16, progress: bool 
     return df
 
 
-def find_images(inputs) -> list[str]:
-    """Image files named by ``inputs``: files as given, folders searched recursively (sorted)."""
-    found = []
-    for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-            found += [str(p) for p in files]
-        elif path.is_file():
-            found.append(str(item))
-        else:
-            raise DeqaError(f"image or folder {item} does not exist")
-    if not found:
-        raise DeqaError(f"no images found in {', '.join(map(str, inputs))} (looked for {', '.join(IMAGE_SUFFIXES)})")
-    return found
+def predict_split(model, processor, metas, split: str = "test", batch_size: int = 32,
+                  limit: int | None = None, progress: bool = False, seed: int = 0, **label_options) -> pd.DataFrame:
+    """Score every image of ``split`` in the metadata files (``deqa.trainset.load_split``, which takes
+    ``label_options``) and join the predictions to the human side: one row per image with the
+    metadata columns (the native ``std`` renamed ``mos_std``), ``path``, the human ``mu, sigma,
+    q_bad .. q_excellent`` and the predicted ``score, std, p_bad .. p_excellent``. ``limit`` keeps a
+    fixed random subset of at most that many images per data set. Explained in notebook 04."""
+    from .trainset import load_split
+
+    return predict_data(model, processor, load_split(metas, split, **label_options), batch_size, limit,
+                        progress, seed)
+
+
+def predict_data(model, processor, data, batch_size: int = 32, limit: int | None = None,
+                 progress: bool = False, seed: int = 0) -> pd.DataFrame:
+    """``predict_split`` on a split already loaded (a ``deqa.trainset.TrainData``)."""
+    table = data.table.drop(columns=["_row", "_meta"], errors="ignore")
+    table = table.rename(columns={"std": levels.NATIVE_STD})
+    table["path"] = [str(p) for p in data.paths]
+    if limit is not None:
+        keep = []
+        for _, part in table.groupby("dataset", sort=False):
+            idx = part.index.to_numpy()
+            if len(idx) > limit:
+                idx = np.sort(np.random.default_rng(seed).choice(idx, limit, replace=False))
+            keep.append(idx)
+        table = table.loc[np.concatenate(keep)].reset_index(drop=True)
+    images = [load_image(p) for p in table["path"]]
+    model = getattr(model, "module", model)  # a DistributedDataParallel wrapper scores as its model
+    was_training = model.training
+    model.eval()
+    try:
+        scores = score_images(model, processor, images, batch_size=batch_size, progress=progress)
+    finally:
+        model.train(was_training)
+    return pd.concat([table, scores.reset_index(drop=True)[list(levels.PREDICTION_COLUMNS)]], axis=1)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -129,7 +130,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="trained run folder, model folder or hub id")
     parser.add_argument("--out", help="CSV to write (default: print the CSV)")
     parser.add_argument("--batch-size", type=int, default=16, help="images per forward pass (default 16)")
-    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:0, ... (default: cuda when available)")
+    parser.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, cuda:1 ... (default auto)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default=None,
                         help="weights' dtype (default: float32 on CPU, bfloat16 on CUDA)")
@@ -138,12 +139,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from .model import load, set_max_pixels
+    from .mllm import load, set_max_pixels
+    from .setup import resolve_device
 
     paths = find_images(args.inputs)
-    device = args.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device(args.device)
     dtype = args.dtype or ("bfloat16" if device.startswith("cuda") else None)
     model, processor = load(args.model, dtype=dtype, device=device)
     if args.max_pixels is not None:

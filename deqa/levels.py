@@ -18,8 +18,18 @@ CENTERS.setflags(write=False)
 ONE_HOT_EDGES: np.ndarray = np.array([1.8, 2.6, 3.4, 4.2])
 ONE_HOT_EDGES.setflags(write=False)
 
+# Column names, the same in every table, CSV and notebook. The model's side: the score, its spread
+# and the five level probabilities; the human side: mu and sigma on [1, 5] and the five-level label.
+PROB_COLUMNS: tuple[str, ...] = tuple(f"p_{name}" for name in LEVELS)
+LABEL_COLUMNS: tuple[str, ...] = tuple(f"q_{name}" for name in LEVELS)
+PREDICTION_COLUMNS: tuple[str, ...] = ("score", "std") + PROB_COLUMNS
+HUMAN_COLUMNS: tuple[str, ...] = ("mu", "sigma") + LABEL_COLUMNS
+#: a metadata table's own ``std`` (the MOS's spread on its native scale) takes this name in a table
+#: that also holds predictions, where ``std`` is the predicted spread
+NATIVE_STD = "mos_std"
 
-def _as_float(x, name: str) -> np.ndarray:
+
+def _as_float(x) -> np.ndarray:
     arr = np.asarray(x, dtype=float)
     if arr.ndim == 0:
         arr = arr.reshape(1)
@@ -36,11 +46,11 @@ def rescale(mos, std=None, lo=None, hi=None, lower_is_better: bool = False):
 
     Returns ``(mu, sigma)`` as float arrays; sigma is NaN where std is NaN or not given.
     """
-    mos = _as_float(mos, "mos")
+    mos = _as_float(mos)
     if not np.all(np.isfinite(mos)):
         bad = int(np.flatnonzero(~np.isfinite(mos))[0])
         raise DeqaError(f"rescale: MOS is not finite at row {bad}")
-    std = np.full_like(mos, np.nan) if std is None else _as_float(std, "std")
+    std = np.full_like(mos, np.nan) if std is None else _as_float(std)
     if std.shape != mos.shape:
         raise DeqaError(f"rescale: mos has shape {mos.shape} but std has {std.shape}")
     if np.any(std < 0):

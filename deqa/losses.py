@@ -12,18 +12,19 @@ fp16 are computed in float32; float64 stays float64 (the tests check gradients i
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from .errors import DeqaError
+from .levels import CENTERS
 
 EPS_THURSTONE = 1e-8  #: added to sigma_a^2 + sigma_b^2 so that two exact scores give a 0 / 0.5 / 1 target
 EPS_FIDELITY = 1e-8  #: inside both square roots of the fidelity loss: finite gradients at 0 and 1
 GAMMA = 0.05  #: weight of CE + KL against the fidelity loss in the total
 IGNORE_INDEX = -100  #: label value that ``answer_ce`` skips
 
-_CENTERS = (1.0, 2.0, 3.0, 4.0, 5.0)
 
 
 def _compute_dtype(x: torch.Tensor) -> torch.dtype:
@@ -105,7 +106,7 @@ def level_probs(level_logits_5: torch.Tensor) -> torch.Tensor:
 
 def _mean_var(level_logits_5: torch.Tensor):
     p = level_probs(level_logits_5)
-    c = torch.tensor(_CENTERS, dtype=p.dtype, device=p.device)
+    c = torch.tensor(CENTERS, dtype=p.dtype, device=p.device)
     mu = (p * c).sum(-1)
     var = (p * (c - mu.unsqueeze(-1)) ** 2).sum(-1)
     return mu, var
@@ -198,6 +199,19 @@ def answer_ce(logits, labels) -> torch.Tensor:
     total = F.cross_entropy(z.reshape(-1, z.shape[-1]), y.reshape(-1),
                             ignore_index=IGNORE_INDEX, reduction="sum")
     return total / n
+
+
+@dataclass(frozen=True)
+class LossSettings:
+    """The knobs of ``deqa_loss`` as one value, so that a training step takes the loss settings and
+    nothing else of a run's configuration. Its defaults are the published recipe's."""
+
+    gamma: float = GAMMA
+    p_hat_variant: str = "fixed"  # "fixed" (sigma = 1, the reference code) | "predicted" (the paper)
+    detach_sigma: bool = False
+    use_fidelity: bool = True
+    use_kl: bool = True
+    closed_set: bool = False
 
 
 def deqa_loss(level_logits_a, level_logits_b, target_a, target_b, mos_a, std_a, mos_b, std_b,

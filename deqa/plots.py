@@ -10,16 +10,15 @@ human five-level distributions), ``score_scatter``, ``spread_calibration``, ``pr
 """
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
 
 import matplotlib
 import numpy as np
 
-from . import paths
+from . import paths, runlog
 from .errors import DeqaError
-from .levels import CENTERS, LEVELS
+from .levels import CENTERS, LABEL_COLUMNS, LEVELS, PROB_COLUMNS
 
 DPI = 120
 #: one colour per level, bad..excellent (red -> green), used wherever levels are drawn
@@ -75,10 +74,8 @@ def savefig(fig, name: str, svg: bool = False, directory: Path | None = None) ->
 # Evaluation figures (notebook 05). Every function returns the matplotlib Figure it drew on, so that
 # ``savefig(fig, name)`` can follow; those taking ``ax=None`` create a figure when no axes is given.
 # Predicted quantities are drawn in MODEL_COLOR, human ones in HUMAN_COLOR. All scores are on the
-# 1-5 level scale (human MOS rescaled with ``levels.rescale``, e.g. by ``metrics.join_predictions``).
+# 1-5 level scale (human MOS rescaled with ``levels.rescale``, e.g. by ``evaluate.join_predictions``).
 # ---------------------------------------------------------------------------------------------------
-PRED_PROB_COLUMNS = tuple(f"p_{name}" for name in LEVELS)  #: predicted level probabilities
-HUMAN_PROB_COLUMNS = tuple(f"q_{name}" for name in LEVELS)  #: human five-level label
 THUMBNAIL_PX = 256  #: longest side of the thumbnails drawn in panels and grids
 
 
@@ -175,8 +172,8 @@ def distribution_panels(images, preds, humans=None, titles=None, ncols: int = 2)
     """A figure of ``image_distribution`` panels, one per image.
 
     ``preds``: DataFrame rows aligned with ``images`` holding ``p_bad .. p_excellent`` and optionally
-    ``score``, ``pred_std`` (or ``std``). ``humans`` (default: ``preds``, e.g. the output of
-    ``metrics.join_predictions``): ``human_mu``, ``human_sigma`` and optionally ``q_bad .. q_excellent``.
+    ``score``, ``std``. ``humans`` (default: ``preds``, e.g. the output of
+    ``evaluate.join_predictions``): ``mu``, ``sigma`` and optionally ``q_bad .. q_excellent``.
     """
     import matplotlib.pyplot as plt
 
@@ -198,12 +195,12 @@ def distribution_panels(images, preds, humans=None, titles=None, ncols: int = 2)
             ax_bars.set_axis_off()
             continue
         p, h = preds.iloc[k], humans.iloc[k]
-        probs = _row_values(p, PRED_PROB_COLUMNS)
+        probs = _row_values(p, PROB_COLUMNS)
         if probs is None:
-            raise DeqaError(f"distribution_panels: prediction rows need {', '.join(PRED_PROB_COLUMNS)}")
-        pred_sigma = p.get("pred_std", p.get("std"))
-        human_q = _row_values(h, HUMAN_PROB_COLUMNS)
-        human_mu, human_sigma = h.get("human_mu"), h.get("human_sigma")
+            raise DeqaError(f"distribution_panels: prediction rows need {', '.join(PROB_COLUMNS)}")
+        pred_sigma = p.get("std")
+        human_q = _row_values(h, LABEL_COLUMNS)
+        human_mu, human_sigma = h.get("mu"), h.get("sigma")
         if human_q is None and human_mu is not None:
             from .soft_label import soft_labels
 
@@ -285,8 +282,8 @@ def select_predictions(score, pred_std, human_mu, kind: str = "best", n: int = 6
 
 def prediction_grid(images, preds, humans=None, kind: str = "best", n: int = 6, ncols: int = 3):
     """Thumbnails of the best, worst or most uncertain predictions (see ``select_predictions``), each
-    titled with predicted and human mu +- sigma. ``preds`` has ``score`` and ``pred_std`` (or ``std``);
-    ``humans`` (default ``preds``) has ``human_mu`` and ``human_sigma``; rows align with ``images``."""
+    titled with predicted and human mu +- sigma. ``preds`` has ``score`` and ``std``; ``humans``
+    (default ``preds``) has ``mu`` and ``sigma``; rows align with ``images``."""
     import matplotlib.pyplot as plt
 
     images = list(images)
@@ -294,9 +291,8 @@ def prediction_grid(images, preds, humans=None, kind: str = "best", n: int = 6, 
     if len(preds) != len(images) or len(humans) != len(images):
         raise DeqaError(f"prediction_grid: {len(images)} images, {len(preds)} prediction rows, "
                         f"{len(humans)} human rows; give one of each per image")
-    std_col = "pred_std" if "pred_std" in preds.columns else "std"
-    pred_std = preds[std_col].to_numpy(float) if std_col in preds.columns else np.full(len(preds), np.nan)
-    chosen = select_predictions(preds["score"], pred_std, humans["human_mu"], kind, n)
+    pred_std = preds["std"].to_numpy(float) if "std" in preds.columns else np.full(len(preds), np.nan)
+    chosen = select_predictions(preds["score"], pred_std, humans["mu"], kind, n)
     use_style()
     ncols = max(1, min(ncols, len(chosen)))
     nrows = max(1, -(-len(chosen) // ncols))
@@ -307,9 +303,9 @@ def prediction_grid(images, preds, humans=None, kind: str = "best", n: int = 6, 
             continue
         i = int(chosen[k])
         ax.imshow(thumbnail(images[i]), interpolation="nearest")  # the real pixels, no smoothing
-        h_sigma = humans["human_sigma"].iloc[i] if "human_sigma" in humans.columns else np.nan
+        h_sigma = humans["sigma"].iloc[i] if "sigma" in humans.columns else np.nan
         ax.set_title(f"pred {preds['score'].iloc[i]:.2f} ± {pred_std[i]:.2f}\n"
-                     f"human {humans['human_mu'].iloc[i]:.2f} ± {h_sigma:.2f}", fontsize=8)
+                     f"human {humans['mu'].iloc[i]:.2f} ± {h_sigma:.2f}", fontsize=8)
     fig.suptitle({"best": "best predictions", "worst": "worst predictions",
                   "uncertain": "most uncertain predictions"}[kind])
     fig.tight_layout()
@@ -321,39 +317,15 @@ _LOG_META_KEYS = {"step", "epoch", "time", "elapsed", "wall_s", "seconds", "samp
 _LOSS_KEYS = ("loss", "fid", "kl", "ce")
 
 
-def read_metrics_log(run_dir_or_log_path):
-    """Rows of a training log ``metrics.jsonl`` (one JSON object per line, each with ``step``); a run
-    folder means its ``metrics.jsonl``. Returns a list of dicts."""
-    from pathlib import Path
-
-    path = Path(run_dir_or_log_path)
-    if path.is_dir():
-        path = path / "metrics.jsonl"
-    if not path.is_file():
-        raise DeqaError(f"{path}: training log not found")
-    rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DeqaError(f"{path}: line {number} is not JSON ({exc.msg})") from None
-        if not isinstance(row, dict) or "step" not in row:
-            raise DeqaError(f"{path}: line {number} has no 'step'")
-        rows.append(row)
-    if not rows:
-        raise DeqaError(f"{path}: the training log is empty")
-    return rows
-
-
 def training_curves(run_dir_or_log_path):
     """Training curves from a run's ``metrics.jsonl``: losses (``loss``, ``fid``, ``kl``, ``ce`` and any
     other ``*loss``), validation metrics (``val_*``), the learning rate, and any other numeric key, each
     against ``step``; a panel per group that is present."""
     import matplotlib.pyplot as plt
 
-    rows = read_metrics_log(run_dir_or_log_path)
+    rows = runlog.read_log(run_dir_or_log_path)
+    if not rows:
+        raise DeqaError(f"{runlog.log_path(run_dir_or_log_path)}: the training log is empty")
     keys: list[str] = []
     for row in rows:
         keys += [k for k, v in row.items() if k not in keys and k not in _LOG_META_KEYS

@@ -36,6 +36,11 @@ def pick_device() -> str:
     return "cpu"
 
 
+def resolve_device(name: str = "auto") -> str:
+    """``auto`` -> ``pick_device()``; any other name as given (``cpu``, ``cuda``, ``cuda:1`` ...)."""
+    return pick_device() if name == "auto" else name
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -72,14 +77,15 @@ def setup(seed: int = 0, torch_needed: bool = True, quiet: bool = False) -> Setu
     return s
 
 
-def progress_bar():
-    """The tqdm class for progress bars: widgets in an interactive notebook, plain text when the
-    notebook is executed by ``deqa.nbrun`` (``DEQA_TEXT_PROGRESS=1``), so that the committed outputs
-    show the bars' final state rather than an empty widget."""
+def progress(iterable=None, **kwargs):
+    """A progress bar (tqdm, same arguments; ``disable=True`` gives a silent one): widgets in an
+    interactive notebook, plain text when the notebook is executed by ``deqa.nbrun``
+    (``DEQA_TEXT_PROGRESS=1``), so that the committed outputs show the bars' final state rather
+    than an empty widget. Every long loop of the package draws its bar with this."""
     import os
 
     if os.environ.get("DEQA_TEXT_PROGRESS"):
         from tqdm import tqdm
     else:
         from tqdm.auto import tqdm
-    return tqdm
+    return tqdm(iterable, **kwargs)

@@ -360,8 +360,7 @@ def _write_dataset(root: Path, spec: DatasetSpec, index: int, n_scenes: int, siz
         except (OSError, ValueError):
             same = False
         if same:
-            if bar is not None:
-                bar.update(n_scenes)
+            bar.update(n_scenes)
             return pd.read_csv(meta_path)
     (root / "images").mkdir(parents=True, exist_ok=True)
     meta_path.unlink(missing_ok=True)
@@ -384,8 +383,7 @@ def _write_dataset(root: Path, spec: DatasetSpec, index: int, n_scenes: int, siz
             q = float(np.clip(family_quality(kind, level)[0] + effect, 1.0, 5.0))
             rows.append({"image": rel, "scene": scene_name, "distortion": kind, "level": level,
                          "split": splits[s], "quality": q})
-        if bar is not None:
-            bar.update(1)
+        bar.update(1)
     meta = pd.DataFrame(rows)
     rating_rng = _rng("ratings", seed, index)
     pool = raters.rater_pool(spec.n_pool, spec.bias_sd, spec.noise_sd, rating_rng)
@@ -433,12 +431,9 @@ def make_synthetic(out_dir, n_scenes: int | None = None, size: int = REFERENCE_S
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise DeqaError(f"{out_dir} exists and is not a folder")
-    bar = None
-    if progress:
-        from .setup import progress_bar
-        tqdm = progress_bar()
+    from .setup import progress as progress_bar
 
-        bar = tqdm(total=n_scenes * len(names), desc="synthetic scenes", unit="scene")
+    bar = progress_bar(total=n_scenes * len(names), desc="synthetic scenes", unit="scene", disable=not progress)
     tables, meta_paths = [], {}
     try:
         for name in names:
@@ -446,8 +441,7 @@ def make_synthetic(out_dir, n_scenes: int | None = None, size: int = REFERENCE_S
             tables.append(_write_dataset(out_dir / name, DATASETS[name], index, n_scenes, int(size), int(seed), bar))
             meta_paths[name] = out_dir / name / "meta.csv"
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
     table = pd.concat(tables, ignore_index=True)
     table.attrs["meta"] = meta_paths
     return table

@@ -1,12 +1,12 @@
 """The embedded tiny MLLM: a real transformers architecture with random weights, a locally trained
-tokenizer and a PIL image processor, written with ``save_pretrained`` so that ``deqa.model.load``
+tokenizer and a PIL image processor, written with ``save_pretrained`` so that ``deqa.mllm.load``
 reads it exactly as it reads a hub model. Explained in notebook 04 (``04_finetune_mllm``).
 
 ``python -m deqa build-tiny OUT_DIR [--arch llava] [--seed 0] [--image-size 64]``
 
 The default architecture is LLaVA (``LlavaForConditionalGeneration``): a 2-layer Llama language
-model and the CNN tower of :mod:`deqa.tower` joined by LLaVA's two-layer projector. Other
-architectures register a builder in :data:`BUILDERS`.
+model and the CNN tower of :mod:`deqa.tower` joined by LLaVA's two-layer projector. Tiny builds of
+the other supported architectures (``--arch qwen2_vl``, ...) are in :mod:`deqa.tiny_archs`.
 """
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ _WORDS = (
 
 def tiny_corpus(n_sentences: int = 3000, seed: int = 0) -> list[str]:
     """Text the tiny tokenizer is trained on: the prompt and every answer, plus random word salad."""
-    from .model import ANSWER_PREFIX, QUESTION
+    from .collate import ANSWER_PREFIX, QUESTION
 
     rng = random.Random(seed)
     corpus = [QUESTION] * 50
@@ -182,20 +182,12 @@ def _build_llava(out_dir: Path, seed: int = 0, image_size: int = 64, tower_state
     return (out_dir, model, processor) if return_model else out_dir
 
 
-#: arch name -> builder(out_dir, seed=, image_size=, tower_state=, return_model=, **sizes); more
-#: architectures (Qwen2-VL, Qwen2.5-VL, Idefics3) live in ``deqa.archs.BUILDERS``.
-BUILDERS = {"llava": _build_llava}
-
-
 def _builders() -> dict:
-    builders = dict(BUILDERS)
-    try:
-        from . import archs
-    except ImportError:
-        return builders
-    for name, fn in getattr(archs, "BUILDERS", {}).items():
-        builders.setdefault(name, fn)
-    return builders
+    """arch name -> builder(out_dir, seed=, image_size=, tower_state=, return_model=, **sizes): the
+    embedded LLaVA here, the other architectures in ``deqa.tiny_archs``."""
+    from .tiny_archs import BUILDERS
+
+    return {"llava": _build_llava, **BUILDERS}
 
 
 def architectures() -> list[str]:
@@ -212,7 +204,7 @@ def build_tiny(out_dir, arch: str = "llava", seed: int = 0, image_size: int = 64
     (``hidden_size``, ``layers``, ``heads``, ``intermediate_size``; LLaVA also ``vocab_size``).
     Returns the output folder, or ``(folder, model, processor)`` with ``return_model=True``.
     """
-    builders = BUILDERS if arch in BUILDERS else _builders()
+    builders = _builders()
     if arch not in builders:
         raise DeqaError(f"unknown tiny architecture {arch!r}; choose one of {architectures()}")
     out_dir = Path(out_dir).expanduser().resolve()

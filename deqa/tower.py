@@ -20,10 +20,18 @@ from transformers import AutoConfig, AutoModel, PreTrainedConfig, PreTrainedMode
 from transformers import initialization as init
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
+from .metrics import srcc
+
 #: Pixel normalisation shared by the tiny model's image processor and :func:`pretrain_tower`:
 #: x -> (x / 255 - mean) / std per channel.
 IMAGE_MEAN = (0.5, 0.5, 0.5)
 IMAGE_STD = (0.5, 0.5, 0.5)
+#: stage-1 pre-training: the held-out images are drawn with this offset on the seed (never a training
+#: image), scored this many at a time; AdamW's weight decay; the bar shows the mean loss this often
+EVAL_SEED_OFFSET = 10_000_019
+EVAL_CHUNK = 64
+PRETRAIN_WEIGHT_DECAY = 1e-4
+POSTFIX_EVERY = 50
 
 
 class QualityCNNConfig(PreTrainedConfig):
@@ -144,12 +152,6 @@ class _QualityHead(nn.Module):
         return self.head(tokens.mean(dim=1)).squeeze(-1)
 
 
-def _spearman(a: np.ndarray, b: np.ndarray) -> float:
-    from scipy.stats import spearmanr
-
-    return float(spearmanr(a, b).statistic)
-
-
 def pretrain_tower(
     tower: QualityCNNModel,
     steps: int = 1500,
@@ -179,15 +181,15 @@ def pretrain_tower(
     device = next(tower.parameters()).device
     model.to(device)
 
-    eval_imgs, eval_q, *_ = quality_batch(eval_size, size=size, seed=seed + 10_000_019)
+    eval_imgs, eval_q, *_ = quality_batch(eval_size, size=size, seed=seed + EVAL_SEED_OFFSET)
     eval_x = normalize_pixels(eval_imgs).to(device)
 
     def held_out_srcc() -> float:
         model.eval()
         with torch.no_grad():
-            pred = torch.cat([model(eval_x[i : i + 64]) for i in range(0, len(eval_x), 64)])
+            pred = torch.cat([model(eval_x[i : i + EVAL_CHUNK]) for i in range(0, len(eval_x), EVAL_CHUNK)])
         model.train()
-        return _spearman(pred.float().cpu().numpy(), np.asarray(eval_q))
+        return srcc(pred.float().cpu().numpy(), np.asarray(eval_q))
 
     start = time.perf_counter()
     n_pool = max(min(pool_size, steps * batch_size), batch_size)  # never more than the steps can draw
@@ -199,18 +201,15 @@ def pretrain_tower(
         model.head.bias.fill_(float(pool_y.mean()))
     srcc_before = held_out_srcc()
 
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=PRETRAIN_WEIGHT_DECAY)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: 0.5 * (1.0 + np.cos(np.pi * min(s, steps) / max(steps, 1)))
     )
     losses = []
     gen = torch.Generator().manual_seed(seed)
-    bar = range(steps)
-    if progress:
-        from .setup import progress_bar
-        tqdm = progress_bar()
+    from .setup import progress as progress_bar
 
-        bar = tqdm(bar, desc="pretrain tower", leave=False)
+    bar = progress_bar(range(steps), desc="pretrain tower", leave=False, disable=not progress)
     for step in bar:
         idx = torch.randint(len(pool_x), (batch_size,), generator=gen)
         x, y = pool_x[idx], pool_y[idx]
@@ -223,7 +222,7 @@ def pretrain_tower(
         optimizer.step()
         scheduler.step()
         losses.append(loss.item())
-        if progress and step % 50 == 0:
+        if step % POSTFIX_EVERY == 0:
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}")
     seconds = time.perf_counter() - start
     srcc_after = held_out_srcc()

@@ -24,3 +24,20 @@ def _outputs_to_tmp(tmp_path_factory, monkeypatch):
     for var, sub in (("DEQA_FIGURES", "figures"), ("DEQA_RUNS", "runs"), ("DEQA_DATA", "data")):
         if var not in os.environ:
             monkeypatch.setenv(var, str(base / sub))
+
+
+@pytest.fixture(scope="session")
+def smoke_data(tmp_path_factory):
+    """The smoke-size synthetic data sets (two scales, about 100 training images each)."""
+    from deqa.synth import make_synthetic
+
+    out = tmp_path_factory.mktemp("synth")
+    make_synthetic(out, smoke=True, progress=False)
+    return sorted(str(p) for p in out.glob("*/meta.csv"))
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    from deqa.tiny import build_tiny
+
+    return str(build_tiny(tmp_path_factory.mktemp("tiny") / "model", seed=0))

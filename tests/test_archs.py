@@ -10,10 +10,10 @@ import torch
 pytest.importorskip("transformers")
 pytest.importorskip("peft")
 
-from deqa import archs, infer, levels  # noqa: E402
-from deqa import model as deqa_model  # noqa: E402
+from deqa import collate, infer, levels, lora, mllm, tiny_archs  # noqa: E402
+from deqa.levels import PREDICTION_COLUMNS, PROB_COLUMNS  # noqa: E402
 
-ARCHS = sorted(archs.BUILDERS)
+ARCHS = sorted(tiny_archs.BUILDERS)
 LM_NAME = {"qwen2_vl": "language_model", "qwen2_5_vl": "language_model", "idefics3": "text_model"}
 VISION_NAME = {"qwen2_vl": "visual", "qwen2_5_vl": "visual", "idefics3": "vision_model"}
 IMAGE_TOKEN = {"qwen2_vl": "<|image_pad|>", "qwen2_5_vl": "<|image_pad|>", "idefics3": "<image>"}
@@ -31,13 +31,13 @@ def _images(n, seed=0):
 def _load(path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return deqa_model.load(path)
+        return mllm.load(path)
 
 
 def _level_ids(processor):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return deqa_model.level_token_ids(processor)
+        return collate.level_token_ids(processor)
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +45,7 @@ def built(tmp_path_factory):
     """arch -> folder of its tiny model (built once per test module)."""
     out = {}
     for arch in ARCHS:
-        out[arch] = archs.BUILDERS[arch](tmp_path_factory.mktemp(arch), seed=0)
+        out[arch] = tiny_archs.BUILDERS[arch](tmp_path_factory.mktemp(arch), seed=0)
     return out
 
 
@@ -73,14 +73,14 @@ def test_load_and_level_tokens(built, arch):
     if arch.startswith("qwen"):
         assert tok.tokenize(" excellent") == ["Ġexcel", "lent"]
         with pytest.warns(UserWarning, match="excellent"):
-            ids = deqa_model.level_token_ids(processor)
+            ids = collate.level_token_ids(processor)
         assert ids[4] == tok.convert_tokens_to_ids("Ġexcel")  # first sub-token stands for the word
     else:
-        ids = deqa_model.level_token_ids(processor)
+        ids = collate.level_token_ids(processor)
         assert tok.convert_ids_to_tokens(ids) == [f"Ġ{w}" for w in levels.LEVELS]
     assert len(set(ids)) == 5 and all(0 <= i < model.config.get_text_config().vocab_size for i in ids)
     # the rendered prompt carries the family's image placeholder tokens
-    prompt = deqa_model.Collator(processor, ids).prompt_text
+    prompt = collate.Collator(processor, ids).prompt_text
     if arch.startswith("qwen"):
         assert "<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>" in prompt
         assert prompt.endswith("<|im_start|>assistant\n")
@@ -93,29 +93,44 @@ def test_lora_targets_only_language_model(built, arch):
     from peft import LoraConfig, get_peft_model
 
     model, _ = _load(built[arch])
-    settings = archs.lora_settings(model)
-    lora = get_peft_model(model, LoraConfig(r=4, target_modules=settings["target_modules"],
-                                            modules_to_save=settings["modules_to_save"]))
-    adapted = [n for n, m in lora.named_modules() if hasattr(m, "lora_A") and isinstance(m.lora_A, torch.nn.ModuleDict)]
+    settings = lora.lora_settings(model)
+    peft_model = get_peft_model(model, LoraConfig(r=4, target_modules=settings["target_modules"],
+                                                  modules_to_save=settings["modules_to_save"]))
+    adapted = [n for n, m in peft_model.named_modules()
+               if hasattr(m, "lora_A") and isinstance(m.lora_A, torch.nn.ModuleDict)]
     layers = model.config.get_text_config().num_hidden_layers
     assert len(adapted) == 7 * layers  # q k v o gate up down in every layer
     assert all(f".{LM_NAME[arch]}.layers." in n for n in adapted)
     assert not any(VISION_NAME[arch] in n for n in adapted)
-    trainable = {n.split(".modules_to_save.")[0].split(".")[-1] for n, p in lora.named_parameters()
+    trainable = {n.split(".modules_to_save.")[0].split(".")[-1] for n, p in peft_model.named_parameters()
                  if p.requires_grad and ".modules_to_save." in n}
     assert trainable == set(settings["modules_to_save"])
 
 
 @pytest.mark.parametrize("arch", ARCHS)
+def test_lora_targets_derived_from_the_module_tree_equal_the_table(built, arch):
+    """The fallback for architectures missing from the table places LoRA exactly where the table does."""
+    import re
+
+    model, _ = _load(built[arch])
+    table, derived = lora.lora_settings(model), lora.derive_targets(model)
+    names = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
+    hit = lambda pattern: {n for n in names if re.fullmatch(pattern, n)}  # noqa: E731 (peft matches in full)
+    assert hit(derived["target_modules"]) == hit(table["target_modules"]) and len(hit(table["target_modules"])) > 0
+    assert derived["modules_to_save"] == table["modules_to_save"]
+
+
+@pytest.mark.parametrize("arch", ARCHS)
 def test_collate_train_save_reload_score(built, arch, tmp_path):
-    from deqa import train
+    from deqa import checkpoints, train
+    from deqa.losses import LossSettings
 
     model, processor = _load(built[arch])
     ids = _level_ids(processor)
     images = _images(4)
     chosen = [0, 4, 2, 3]  # image A, A, B, B of two pairs
 
-    batch = deqa_model.Collator(processor, ids, train=True)(images, chosen)
+    batch = collate.Collator(processor, ids, train=True)(images, chosen)
     image_id = processor.tokenizer.convert_tokens_to_ids(IMAGE_TOKEN[arch])
     assert ((batch["input_ids"] == image_id).sum(1) == IMAGE_TOKENS_PER_IMAGE).all()
     rows = torch.arange(4)
@@ -130,36 +145,34 @@ def test_collate_train_save_reload_score(built, arch, tmp_path):
 
     batch["target"] = torch.as_tensor(soft_labels(mu.numpy(), sigma.numpy()), dtype=torch.float32)
     batch["mu"], batch["sigma"] = mu, sigma
-    config = train.TrainConfig(model=str(built[arch]), data=["unused"], out=str(tmp_path / "run"), mode="lora",
-                               lora_r=4, lora_dropout=0.0, bf16=False)
     torch.manual_seed(0)
-    lora = train.apply_lora(model, config)
-    optimizer = torch.optim.AdamW([p for p in lora.parameters() if p.requires_grad], lr=1e-2)
-    lora.train()
+    peft_model = lora.apply_lora(model, r=4, dropout=0.0)
+    optimizer = torch.optim.AdamW([p for p in peft_model.parameters() if p.requires_grad], lr=1e-2)
+    peft_model.train()
     losses_seen = []
     for _ in range(2):
         optimizer.zero_grad()
-        loss = train.pair_loss(lora, batch, ids, config, "cpu")["loss"]
+        loss = train.pair_loss(peft_model, batch, ids, LossSettings(), "cpu")["loss"]
         loss.backward()
         optimizer.step()
         losses_seen.append(float(loss.detach()))
     assert all(np.isfinite(losses_seen))
-    lora_b = [p for n, p in lora.named_parameters() if "lora_B" in n]
+    lora_b = [p for n, p in peft_model.named_parameters() if "lora_B" in n]
     assert any(float(p.abs().max()) > 0 for p in lora_b)  # the adapter moved off its zero start
-    lora.eval()
+    peft_model.eval()
 
     score_images = _images(3, seed=1)
-    before = infer.score_images(lora, processor, score_images, batch_size=3, progress=False)
-    one_by_one = infer.score_images(lora, processor, score_images, batch_size=1, progress=False)
-    np.testing.assert_allclose(before[infer.COLUMNS].to_numpy(), one_by_one[infer.COLUMNS].to_numpy(), atol=1e-4)
+    before = infer.score_images(peft_model, processor, score_images, batch_size=3, progress=False)
+    one_by_one = infer.score_images(peft_model, processor, score_images, batch_size=1, progress=False)
+    np.testing.assert_allclose(before[list(PREDICTION_COLUMNS)].to_numpy(), one_by_one[list(PREDICTION_COLUMNS)].to_numpy(), atol=1e-4)
 
-    saved = train.save_model(lora, processor, tmp_path / "model")
+    saved = checkpoints.save_model(peft_model, processor, tmp_path / "model")
     reloaded, processor2 = _load(saved)
     after = infer.score_images(reloaded, processor2, score_images, batch_size=3, progress=False)
     scores = after["score"].to_numpy()
     assert np.isfinite(scores).all() and ((scores >= 1) & (scores <= 5)).all()
-    np.testing.assert_allclose(after[infer.COLUMNS].to_numpy(), before[infer.COLUMNS].to_numpy(), atol=1e-5)
-    np.testing.assert_allclose(after[infer.PROB_COLUMNS].sum(axis=1), 1.0, atol=1e-6)
+    np.testing.assert_allclose(after[list(PREDICTION_COLUMNS)].to_numpy(), before[list(PREDICTION_COLUMNS)].to_numpy(), atol=1e-5)
+    np.testing.assert_allclose(after[list(PROB_COLUMNS)].sum(axis=1), 1.0, atol=1e-6)
 
 
 def test_builders_reachable_through_build_tiny(tmp_path):
@@ -173,11 +186,11 @@ def test_bad_settings_raise_deqa_error(tmp_path):
     from deqa.errors import DeqaError
 
     with pytest.raises(DeqaError, match="multiple of 16"):
-        archs.build_qwen2_vl(tmp_path / "q", image_size=60)
+        tiny_archs.build_qwen2_vl(tmp_path / "q", image_size=60)
     with pytest.raises(DeqaError, match="tower_state"):
-        archs.build_idefics3(tmp_path / "i", tower_state={})
+        tiny_archs.build_idefics3(tmp_path / "i", tower_state={})
     with pytest.raises(DeqaError, match="no LoRA targets known for model type 'bert'"):
-        archs.lora_settings("bert")
+        lora.lora_settings("bert")
 
 
 def test_split_level_word_keeps_its_other_sub_tokens_in_the_answer(tmp_path):
@@ -185,17 +198,15 @@ def test_split_level_word_keeps_its_other_sub_tokens_in_the_answer(tmp_path):
     " excel" (KL), and "lent" is still in the answer, trained by the cross-entropy like "."."""
     from PIL import Image
 
-    from deqa import archs, model
-
-    archs.BUILDERS["qwen2_vl"](tmp_path / "q")
-    _, processor = model.load(tmp_path / "q")
+    tiny_archs.BUILDERS["qwen2_vl"](tmp_path / "q")
+    _, processor = mllm.load(tmp_path / "q")
     tok = processor.tokenizer
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ids = model.level_token_ids(tok)
-        collate = model.Collator(processor, ids, train=True)
+        ids = collate.level_token_ids(tok)
+        collator = collate.Collator(processor, ids, train=True)
     img = Image.new("RGB", (64, 64), (120, 80, 40))
-    batch = collate([img, img], levels=[4, 2])
+    batch = collator([img, img], levels=[4, 2])
     for row, level in ((0, 4), (1, 2)):
         pos = int(batch["level_pos"][row])
         assert int(batch["input_ids"][row, pos + 1]) == ids[level]

@@ -84,7 +84,7 @@ def test_fsdp_wrapper_constructs_on_cpu(setup_dirs, monkeypatch):
     import torch.distributed as dist
 
     from deqa import distributed
-    from deqa.model import load
+    from deqa.mllm import load
 
     base, _ = setup_dirs
     monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")

@@ -8,7 +8,10 @@ import torch
 from PIL import Image
 
 from deqa import cli, infer, levels
-from deqa import model as M
+from deqa import collate as C
+from deqa import images
+from deqa import mllm as M
+from deqa.levels import PREDICTION_COLUMNS, PROB_COLUMNS
 
 
 @pytest.fixture(scope="session")
@@ -41,16 +44,16 @@ def test_scores_do_not_depend_on_the_batch(tiny, image_dir):
     paths = image_dir[1]
     runs = [infer.score_images(model, processor, paths, batch_size=b, progress=False) for b in (1, 4, 7)]
     for df in runs:
-        assert list(df.columns) == ["image"] + infer.COLUMNS
+        assert list(df.columns) == ["image", *PREDICTION_COLUMNS]
         assert df["image"].tolist() == [str(p) for p in paths]
     for df in runs[1:]:
-        assert np.abs(df[infer.COLUMNS].to_numpy() - runs[0][infer.COLUMNS].to_numpy()).max() <= 1e-4
+        assert np.abs(df[list(PREDICTION_COLUMNS)].to_numpy() - runs[0][list(PREDICTION_COLUMNS)].to_numpy()).max() <= 1e-4
 
 
 def test_probabilities_score_and_spread(tiny, image_dir):
     _, model, processor = tiny
     df = infer.score_images(model, processor, image_dir[1], progress=False)
-    p = df[infer.PROB_COLUMNS].to_numpy()
+    p = df[list(PROB_COLUMNS)].to_numpy()
     assert np.all(np.isfinite(p)) and np.all(p > 0)
     assert np.allclose(p.sum(axis=1), 1.0, atol=1e-6)
     assert np.allclose(df["score"], p @ levels.CENTERS, atol=1e-9)
@@ -60,15 +63,15 @@ def test_probabilities_score_and_spread(tiny, image_dir):
 
 def test_probabilities_are_the_softmax_of_the_full_forward_at_the_last_position(tiny, image_dir):
     _, model, processor = tiny
-    imgs = [infer.open_image(p) for p in image_dir[1][:3]]
+    imgs = [images.open_image(p) for p in image_dir[1][:3]]
     df = infer.score_images(model, processor, imgs, progress=False)
     assert "image" not in df.columns
-    ids = M.level_token_ids(processor)
-    batch = M.Collator(processor, ids)(imgs)
+    ids = C.level_token_ids(processor)
+    batch = C.Collator(processor, ids)(imgs)
     with torch.no_grad():
-        logits = model(**M.model_inputs(batch)).logits[:, -1]
+        logits = model(**C.model_inputs(batch)).logits[:, -1]
     expected = torch.softmax(logits[:, ids], dim=-1).numpy()
-    assert np.allclose(df[infer.PROB_COLUMNS].to_numpy(), expected, atol=1e-6)
+    assert np.allclose(df[list(PROB_COLUMNS)].to_numpy(), expected, atol=1e-6)
 
 
 def test_a_corrupt_image_is_named_and_skipped(tiny, image_dir, tmp_path):
@@ -88,10 +91,10 @@ def test_cli_score_writes_the_csv(tiny, image_dir, tmp_path, capsys):
                    "--device", "cpu", "--no-progress"])
     assert rc == 0
     df = pd.read_csv(out)
-    assert list(df.columns) == ["image"] + infer.COLUMNS
+    assert list(df.columns) == ["image", *PREDICTION_COLUMNS]
     assert len(df) == 7
     assert sorted(df["image"]) == sorted(str(p) for p in image_dir[0].rglob("img*"))
-    assert np.allclose(df[infer.PROB_COLUMNS].sum(axis=1), 1.0, atol=1e-5)
+    assert np.allclose(df[list(PROB_COLUMNS)].sum(axis=1), 1.0, atol=1e-5)
 
 
 @pytest.mark.parametrize("case", ["missing model", "no images", "missing image"])

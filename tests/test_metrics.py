@@ -1,8 +1,5 @@
-"""deqa.metrics: correlations equal scipy's, the logistic fit, distribution gaps, the table and the CLI."""
+"""deqa.metrics: correlations equal scipy's, the logistic fit, distribution gaps."""
 from __future__ import annotations
-
-import json
-import warnings
 
 import numpy as np
 import pandas as pd
@@ -12,7 +9,7 @@ from scipy.spatial.distance import jensenshannon
 
 from deqa import metrics
 from deqa.errors import DeqaError
-from deqa.levels import CENTERS, LEVELS
+from deqa.levels import CENTERS
 
 
 @pytest.fixture
@@ -107,112 +104,3 @@ def test_level_gaps_match_scipy():
     assert np.allclose(gaps["w1"], w1, atol=1e-10)
     assert metrics.jensen_shannon([[1, 0, 0, 0, 0]], [[0, 0, 0, 0, 1]])[0] == pytest.approx(np.log(2))
     assert metrics.wasserstein1_levels([[1, 0, 0, 0, 0]], [[0, 0, 0, 0, 1]])[0] == pytest.approx(4.0)
-
-
-def _toy_tables():
-    """Two data sets: 'a' (MOS 0-100) and 'b' (a DMOS on 0-10); predictions equal the human label."""
-    rng = np.random.default_rng(7)
-    n = 10
-    meta = pd.DataFrame({
-        "image": [f"imgs/{i:02d}.png" for i in range(n)] + [f"b{i:02d}.png" for i in range(n)],
-        "mos": np.r_[np.linspace(10, 90, n), rng.permutation(np.linspace(1, 9, n))],
-        "std": np.r_[rng.uniform(8, 15, n), rng.uniform(0.5, 1.5, n)],
-        "dataset": ["a"] * n + ["b"] * n, "split": "test"})
-    meta.attrs = {"scales": {"a": {"lo": 0, "hi": 100, "lower_is_better": False},
-                             "b": {"lo": 0, "hi": 10, "lower_is_better": True}}}
-    human = metrics.human_distribution(meta)
-    keep = np.r_[np.arange(n - 1), n + np.arange(n)]  # a's last image is not scored
-    preds = pd.DataFrame({"image": [f"/data/a/imgs/{i:02d}.png" for i in range(n - 1)]
-                          + [f"/elsewhere/b{i:02d}.png" for i in range(n)]})
-    preds["score"] = human["human_mu"].to_numpy()[keep]
-    preds["std"] = human["human_sigma"].to_numpy()[keep]
-    for k, level in enumerate(LEVELS):
-        preds[f"p_{level}"] = human[f"q_{level}"].to_numpy()[keep]
-    preds.loc[len(preds)] = ["stray.png", 3.0, 0.5, 0.2, 0.2, 0.2, 0.2, 0.2]
-    return meta, preds
-
-
-def test_evaluate_table_on_a_toy_example():
-    meta, preds = _toy_tables()
-    table = metrics.evaluate_table(preds, meta)
-    assert list(table.columns) == list(metrics.TABLE_COLUMNS)
-    assert table.loc["a", "n"] == 9 and table.loc["b", "n"] == 10
-    assert table.attrs["missing_predictions"] == {"a": ["imgs/09.png"]}
-    assert table.attrs["unmatched_predictions"] == ["stray.png"]
-    # perfect predictions: correlations 1 (so the DMOS of b was flipped), gaps 0
-    for col in ("plcc", "plcc_logistic", "srcc", "krcc"):
-        assert np.allclose(table[col], 1.0, atol=1e-6), col
-    for col in ("kl", "js", "w1", "w2"):
-        assert np.allclose(table[col], 0.0, atol=1e-9), col
-    # the same predictions against metadata that forgets b is a DMOS: b anti-correlates
-    meta_wrong = meta.copy()
-    meta_wrong.attrs = {}
-    wrong = metrics.evaluate_table(preds, meta_wrong)
-    assert wrong.loc["b", "srcc"] == pytest.approx(-1.0)
-    assert wrong.loc["a", "srcc"] == pytest.approx(1.0)
-    # a shifted prediction on data set a: W2 is the mean shift, KL the mean of shift^2 / (2 sigma^2)
-    shifted = preds.copy()
-    shifted.loc[:8, "score"] += 0.3
-    t = metrics.evaluate_table(shifted, meta)
-    sigma_a = metrics.human_distribution(meta)["human_sigma"].to_numpy()[:9]
-    assert t.loc["a", "w2"] == pytest.approx(0.3, abs=1e-9)
-    assert t.loc["a", "kl"] == pytest.approx(np.mean(0.09 / (2 * sigma_a**2)), rel=1e-9)
-    assert t.loc["a", "srcc"] == pytest.approx(1.0)
-
-
-def test_join_refuses_duplicates_and_bad_rows():
-    meta, preds = _toy_tables()
-    twice = pd.concat([preds, preds.iloc[[0]]], ignore_index=True)
-    with pytest.raises(DeqaError, match="several predictions"):
-        metrics.join_predictions(twice, meta)
-    broken = preds.copy()
-    broken.loc[3, "score"] = np.nan
-    with pytest.raises(DeqaError, match="row 4"):
-        metrics.evaluate_table(broken, meta)
-    with pytest.raises(DeqaError, match="score"):
-        metrics.evaluate_table(preds.drop(columns="score"), meta)
-
-
-def test_match_images_by_path_suffix_and_name():
-    meta_images = ["imgs/1.png", "imgs/1.png", "imgs/2.png", "other/3.png"]
-    index = metrics.match_images(
-        ["/root/synA/imgs/1.png", "imgs/1.png", "x/2.png", "3.png", "nope.png"], meta_images,
-        ["synA", "synB", "synA", "synB"])
-    assert index.tolist() == [0, -1, 2, 3, -1]  # the bare 'imgs/1.png' is ambiguous: not guessed
-
-
-def test_cli_prints_table_and_json(tmp_path, capsys):
-    from deqa import cli
-
-    meta, preds = _toy_tables()
-    meta.to_csv(tmp_path / "meta.csv", index=False)
-    preds.to_csv(tmp_path / "preds.csv", index=False)
-    assert cli.main(["evaluate", str(tmp_path / "preds.csv"), str(tmp_path / "meta.csv")]) == 0
-    out = capsys.readouterr().out
-    assert "PLCC-logistic" in out and "1 image(s) of 'a' have no prediction" in out
-    assert "1 prediction(s) match no metadata image" in out
-    assert cli.main(["evaluate", "--json", str(tmp_path / "preds.csv"), str(tmp_path / "meta.csv")]) == 0
-    report = json.loads(capsys.readouterr().out)
-    assert report["missing_predictions"] == {"a": 1}
-    assert {r["dataset"]: r["n"] for r in report["datasets"]} == {"a": 9, "b": 10}
-    (tmp_path / "bad.csv").write_text("image,score\nx.png,abc\n")
-    assert cli.main(["evaluate", str(tmp_path / "bad.csv"), str(tmp_path / "meta.csv")]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("error: ") and "bad.csv" in err and len(err.strip().splitlines()) == 1
-
-
-def test_cli_several_metadata_files_and_split(tmp_path, capsys):
-    from deqa import cli
-
-    meta, preds = _toy_tables()
-    meta.loc[meta["image"] == "imgs/09.png", "split"] = "train"
-    meta[meta["dataset"] == "a"].to_csv(tmp_path / "a.csv", index=False)
-    meta[meta["dataset"] == "b"].to_csv(tmp_path / "b.csv", index=False)
-    preds.to_csv(tmp_path / "preds.csv", index=False)
-    args = ["evaluate", "--json", "--split", "test", str(tmp_path / "preds.csv"),
-            str(tmp_path / "a.csv"), str(tmp_path / "b.csv")]
-    assert cli.main(args) == 0
-    report = json.loads(capsys.readouterr().out)
-    assert {r["dataset"]: r["n"] for r in report["datasets"]} == {"a": 9, "b": 10}
-    assert report["missing_predictions"] == {}  # the unscored image is in the train split
-    assert report["datasets"][0]["srcc"] == pytest.approx(1.0)

@@ -8,7 +8,8 @@ import pytest
 import torch
 from PIL import Image
 
-from deqa import model as M
+from deqa import collate as C
+from deqa import mllm as M
 from deqa.errors import DeqaError
 from deqa.levels import LEVELS
 
@@ -31,18 +32,18 @@ def _images(n, seed=0):
 def test_build_then_load_gives_bit_identical_logits(tiny):
     out, built, model, processor = tiny
     assert (out / "config.json").is_file() and (out / "tokenizer.json").is_file()
-    batch = M.Collator(processor, train=True)(_images(3), [0, 2, 4])
+    batch = C.Collator(processor, train=True)(_images(3), [0, 2, 4])
     built.eval()
     with torch.no_grad():
-        a = built(**M.model_inputs(batch)).logits
-        b = model(**M.model_inputs(batch)).logits
+        a = built(**C.model_inputs(batch)).logits
+        b = model(**C.model_inputs(batch)).logits
     assert a.shape == (3, batch["input_ids"].shape[1], len(processor.tokenizer))
     assert torch.equal(a, b)
 
 
 def test_level_words_are_single_distinct_tokens(tiny):
     tok = tiny[3].tokenizer
-    ids = M.level_token_ids(tok)
+    ids = C.level_token_ids(tok)
     assert len(set(ids)) == 5
     for word, i in zip(LEVELS, ids):
         assert tok.encode(" " + word, add_special_tokens=False) == [i]
@@ -62,7 +63,7 @@ def test_level_token_ids_names_a_missing_word():
     tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     with pytest.raises(DeqaError, match="'fair'"):
-        M.level_token_ids(_wrap(tok, unk_token="[UNK]"))
+        C.level_token_ids(_wrap(tok, unk_token="[UNK]"))
 
 
 def _byte_bpe(extra_merges):
@@ -82,41 +83,42 @@ def _byte_bpe(extra_merges):
 def test_level_token_ids_refuses_colliding_first_tokens():
     # no merges: every space-prefixed word starts with the same space token
     with pytest.raises(DeqaError, match="'poor' starts with the same token"):
-        M.level_token_ids(_byte_bpe([]))
+        C.level_token_ids(_byte_bpe([]))
 
 
 def test_level_token_ids_takes_distinct_first_subtokens_with_a_warning():
     tok = _byte_bpe([("Ġ", c) for c in "bpfge"])
     with pytest.warns(UserWarning, match="several tokens"):
-        ids = M.level_token_ids(tok)
+        ids = C.level_token_ids(tok)
     assert tok.convert_ids_to_tokens(ids) == ["Ġb", "Ġp", "Ġf", "Ġg", "Ġe"]
 
 
 def test_collator_train_labels_and_level_position(tiny):
     processor = tiny[3]
     tok = processor.tokenizer
-    ids = M.level_token_ids(tok)
-    collate = M.Collator(processor, ids, train=True)
+    ids = C.level_token_ids(tok)
+    collate = C.Collator(processor, ids, train=True)
     levels = [4, 0, 2, 3]
     batch = collate(_images(4), levels)
     B, T = batch["input_ids"].shape
     assert B == 4 and batch["labels"].shape == (B, T) and batch["pixel_values"].shape == (4, 3, 64, 64)
-    assert set(collate.model_keys) >= {"input_ids", "attention_mask", "pixel_values"}
-    assert "labels" not in collate.model_keys and "level_pos" not in collate.model_keys
+    inputs = C.model_inputs(batch)
+    assert set(inputs) >= {"input_ids", "attention_mask", "pixel_values"}
+    assert "labels" not in inputs and "level_pos" not in inputs
     image_id = processor.image_token_id
-    n_prefix = len(tok.encode(M.ANSWER_PREFIX, add_special_tokens=False))
+    n_prefix = len(tok.encode(C.ANSWER_PREFIX, add_special_tokens=False))
     for i in range(B):
         pos = int(batch["level_pos"][i])
         row, lab = batch["input_ids"][i], batch["labels"][i]
         assert int(row[pos + 1]) == ids[levels[i]]  # the next token is the level word
         assert lab[pos] == -100  # ... which the CE never trains
-        assert tok.decode(row[: pos + 1]).endswith(M.ANSWER_PREFIX)
+        assert tok.decode(row[: pos + 1]).endswith(C.ANSWER_PREFIX)
         assert int((row == image_id).sum()) == 16  # never truncated
         # labels are the inputs shifted by one on the answer, -100 elsewhere
         trained = (lab != -100).nonzero().flatten()
         assert torch.equal(lab[trained], row[trained + 1])
         first = int(trained[0])
-        assert tok.decode(row[first + 1 : pos + 1]) == M.ANSWER_PREFIX
+        assert tok.decode(row[first + 1 : pos + 1]) == C.ANSWER_PREFIX
         assert len(trained) == n_prefix + (T - 1 - (pos + 1))  # prefix, then everything after the level
         assert bool((lab[: first] == -100).all())
     assert tok.decode(batch["input_ids"][0][int(batch["level_pos"][0]) + 1 :]).startswith(" excellent.")
@@ -124,24 +126,24 @@ def test_collator_train_labels_and_level_position(tiny):
 
 def test_collator_eval_prompt_ends_at_the_level_position(tiny):
     processor = tiny[3]
-    batch = M.Collator(processor, train=False)(_images(2))
+    batch = C.Collator(processor, train=False)(_images(2))
     T = batch["input_ids"].shape[1]
     assert batch["level_pos"].tolist() == [T - 1, T - 1]
     assert "labels" not in batch
-    assert processor.tokenizer.decode(batch["input_ids"][0]).endswith("<|assistant|>\n" + M.ANSWER_PREFIX)
+    assert processor.tokenizer.decode(batch["input_ids"][0]).endswith("<|assistant|>\n" + C.ANSWER_PREFIX)
 
 
 def test_level_logits_match_the_full_forward_and_survive_padding(tiny):
     model, processor = tiny[2], tiny[3]
-    batch = M.Collator(processor, train=True)(_images(2), [1, 3])
+    batch = C.Collator(processor, train=True)(_images(2), [1, 3])
     with torch.no_grad():
-        full = model(**M.model_inputs(batch)).logits
+        full = model(**C.model_inputs(batch)).logits
         got = M.level_logits(model, batch)
     assert torch.allclose(got, full[torch.arange(2), batch["level_pos"]], atol=1e-5)
 
     # one prompt, left-padded in row 0 and right-padded in row 1: the level positions differ, the
     # logits there must not
-    one = M.Collator(processor, train=False)(_images(1))
+    one = C.Collator(processor, train=False)(_images(1))
     T, pad = one["input_ids"].shape[1], 3
     ids, mask = one["input_ids"][0], one["attention_mask"][0]
     pads, zeros = torch.full((pad,), processor.tokenizer.pad_token_id), torch.zeros(pad, dtype=mask.dtype)
@@ -162,12 +164,12 @@ def test_level_logits_match_the_full_forward_and_survive_padding(tiny):
 
 def test_pad_to_square():
     img = Image.new("RGB", (30, 10), (200, 100, 0))
-    sq = M.pad_to_square(img, fill=(1, 2, 3))
+    sq = C.pad_to_square(img, fill=(1, 2, 3))
     assert sq.size == (30, 30)
     assert sq.getpixel((0, 0)) == (1, 2, 3) and sq.getpixel((15, 15)) == (200, 100, 0)
-    assert M.pad_to_square(img).getpixel((0, 0)) == (200, 100, 0)  # default: the image's mean colour
+    assert C.pad_to_square(img).getpixel((0, 0)) == (200, 100, 0)  # default: the image's mean colour
     square = Image.new("RGB", (8, 8), (5, 6, 7))
-    assert M.pad_to_square(square).size == (8, 8)
+    assert C.pad_to_square(square).size == (8, 8)
 
 
 def test_load_errors_and_run_folders(tiny, tmp_path):
@@ -197,7 +199,7 @@ def test_load_a_lora_adapter_folder(tiny, tmp_path):
     peft_model.save_pretrained(tmp_path / "adapter")
     assert json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())["base_model_name_or_path"]
     loaded, _ = M.load(tmp_path / "adapter")
-    batch = M.Collator(processor, train=False)(_images(2))
+    batch = C.Collator(processor, train=False)(_images(2))
     with torch.no_grad():
         a = M.level_logits(peft_model.eval(), batch)
         b = M.level_logits(loaded, batch)

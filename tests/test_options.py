@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from deqa import archs, model, synth
+from deqa import mllm, synth, tiny_archs
 from deqa.errors import DeqaError
 from deqa.tiny import build_tiny
 
@@ -18,7 +18,7 @@ from deqa.tiny import build_tiny
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
     base = tmp_path_factory.mktemp("options")
-    archs.BUILDERS["qwen2_vl"](base / "qwen")
+    tiny_archs.BUILDERS["qwen2_vl"](base / "qwen")
     build_tiny(base / "llava")
     synth.make_synthetic(base / "data", smoke=True, progress=False)
     return base
@@ -30,22 +30,22 @@ def _visual_rows(processor, image) -> int:
 
 
 def test_max_pixels_shrinks_qwen_visual_tokens(folders):
-    _, processor = model.load(folders / "qwen")
+    _, processor = mllm.load(folders / "qwen")
     image = Image.fromarray((np.random.default_rng(0).random((128, 128, 3)) * 255).astype("uint8"))
     before = _visual_rows(processor, image)
-    model.set_max_pixels(processor, 32 * 32)
+    mllm.set_max_pixels(processor, 32 * 32)
     after = _visual_rows(processor, image)
     assert (before, after) == (64, 16)  # 128 px / 16 px patches -> 8 x 8, capped at 32 x 32 px -> 4 x 4
 
 
 def test_max_pixels_refused_for_fixed_size_processors(folders):
-    _, processor = model.load(folders / "llava")
+    _, processor = mllm.load(folders / "llava")
     with pytest.raises(DeqaError, match="fixed size"):
-        model.set_max_pixels(processor, 1000)
+        mllm.set_max_pixels(processor, 1000)
 
 
 def test_attn_implementation_reaches_the_model(folders):
-    net, _ = model.load(folders / "llava", attn_implementation="eager")
+    net, _ = mllm.load(folders / "llava", attn_implementation="eager")
     assert net.config._attn_implementation == "eager"
 
 

@@ -25,12 +25,11 @@ def _close_figures():
 
 @pytest.fixture
 def joined():
-    """Six images with predicted and human distributions, as metrics.join_predictions gives them."""
+    """Six images with predicted and human distributions, as evaluate.join_predictions gives them."""
     rng = np.random.default_rng(0)
     p = rng.dirichlet(np.full(5, 2.0), size=6)
     q = rng.dirichlet(np.full(5, 2.0), size=6)
-    df = pd.DataFrame({"score": score(p), "pred_std": spread(p), "human_mu": score(q),
-                       "human_sigma": spread(q)})
+    df = pd.DataFrame({"score": score(p), "std": spread(p), "mu": score(q), "sigma": spread(q)})
     for k, level in enumerate(LEVELS):
         df[f"p_{level}"] = p[:, k]
         df[f"q_{level}"] = q[:, k]
@@ -88,12 +87,12 @@ def test_score_scatter_and_spread_calibration(tmp_path):
 
 def test_prediction_grid_selects_best_worst_uncertain(joined):
     images, df = joined
-    err = np.abs(df["score"] - df["human_mu"]).to_numpy()
-    assert plots.select_predictions(df["score"], df["pred_std"], df["human_mu"], "best", 2).tolist() \
+    err = np.abs(df["score"] - df["mu"]).to_numpy()
+    assert plots.select_predictions(df["score"], df["std"], df["mu"], "best", 2).tolist() \
         == np.argsort(err)[:2].tolist()
-    assert plots.select_predictions(df["score"], df["pred_std"], df["human_mu"], "worst", 1)[0] == np.argmax(err)
-    assert plots.select_predictions(df["score"], df["pred_std"], df["human_mu"], "uncertain", 1)[0] \
-        == np.argmax(df["pred_std"].to_numpy())
+    assert plots.select_predictions(df["score"], df["std"], df["mu"], "worst", 1)[0] == np.argmax(err)
+    assert plots.select_predictions(df["score"], df["std"], df["mu"], "uncertain", 1)[0] \
+        == np.argmax(df["std"].to_numpy())
     for kind in plots.GRID_KINDS:
         fig = plots.prediction_grid(images, df, kind=kind, n=4, ncols=2)
         assert sum(ax.images != [] for ax in fig.axes) == 4

@@ -1,8 +1,9 @@
 """The DeQA training loop: it learns, resumes to the same weights, stops cleanly on NaN, refuses bad
-input with a one-line error, and saves LoRA/full models that ``deqa.model.load`` reads back."""
+input with a one-line error, and saves LoRA/full models that ``deqa.mllm.load`` reads back."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -10,9 +11,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from deqa import cli, train
-from deqa import model as model_mod
+from deqa import checkpoints, cli, collate, mllm, train, trainset
 from deqa.errors import DeqaError
+from deqa.images import load_image
+from deqa.losses import LossSettings
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -23,23 +25,6 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="session")
-def smoke_data(tmp_path_factory):
-    """The smoke-size synthetic data sets (two scales, about 100 training images each)."""
-    from deqa.synth import make_synthetic
-
-    out = tmp_path_factory.mktemp("synth")
-    make_synthetic(out, smoke=True, progress=False)
-    return sorted(str(p) for p in out.glob("*/meta.csv"))
-
-
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory):
-    from deqa.tiny import build_tiny
-
-    return str(build_tiny(tmp_path_factory.mktemp("tiny") / "model", seed=0))
 
 
 def _config(tiny_model, smoke_data, out, **kw):
@@ -63,30 +48,20 @@ def _losses(run_dir):
     return [r for r in rows if "loss" in r]
 
 
-def test_pair_stream_crosses_epochs_like_concatenated_epochs():
-    datasets = np.array(["a"] * 5 + ["b"] * 4)
-    stream = train.PairStream(datasets, seed=3)
-    e0, e1 = stream.sampler.epoch_pairs(0), stream.sampler.epoch_pairs(1)
-    a, b = stream.take(6, 7)  # 3 pairs from the end of epoch 0, 4 from the start of epoch 1
-    np.testing.assert_array_equal(a, np.concatenate([e0[0][6:], e1[0][:4]]))
-    np.testing.assert_array_equal(b, np.concatenate([e0[1][6:], e1[1][:4]]))
-    assert np.all(datasets[a] == datasets[b])
-
 
 def test_pair_loss_equals_loss_from_full_logits(tiny_model, smoke_data):
     """Keeping only the answer positions' logits changes nothing: same loss as from all (B, T, V)."""
     from deqa import losses
 
-    model, processor = model_mod.load(tiny_model)
-    ids = model_mod.level_token_ids(processor.tokenizer)
-    data = train.load_split(smoke_data, "train")
-    stream = train.PairStream(data.datasets, seed=0)
-    batches = train.PairBatches(data, stream, model_mod.Collator(processor, ids, train=True), 3, 0, 1)
+    model, processor = mllm.load(tiny_model)
+    ids = collate.level_token_ids(processor.tokenizer)
+    data = trainset.load_split(smoke_data, "train")
+    stream = trainset.PairStream(data.datasets, seed=0)
+    batches = trainset.PairBatchDataset(data, stream, collate.Collator(processor, ids, train=True), 3, 0, 1)
     batch = batches[0]
-    cfg = train.TrainConfig(model=tiny_model, data=smoke_data, out="unused", steps=1)
     with torch.no_grad():
-        fast = train.pair_loss(model, batch, ids, cfg, "cpu")
-        inputs = train.batch_inputs(batch)
+        fast = train.pair_loss(model, batch, ids, LossSettings(), "cpu")
+        inputs = collate.model_inputs(batch)
         logits = model(**inputs).logits  # every position
         rows = torch.arange(6)
         level = logits[rows, batch["level_pos"]]
@@ -128,7 +103,7 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tiny_model, smoke
     assert [r["step"] for r in lb] == list(range(1, 9))
     assert [r["loss"] for r in la] == [r["loss"] for r in lb]
     # and training did move the weights
-    start = _weights(__import__("pathlib").Path(tiny_model))
+    start = _weights(Path(tiny_model))
     moved = [k for k in a if k in start and not torch.equal(a[k], start[k])]
     assert moved
 
@@ -141,7 +116,7 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes_to_the_same_weights(tiny_model, 
 
     with pytest.raises(KeyboardInterrupt):
         train.train(_config(tiny_model, smoke_data, tmp_path / "split", steps=6), loss_hook=interrupt)
-    assert torch.load(tmp_path / "split" / "checkpoint" / train.STATE_FILE, weights_only=False)["step"] == 2
+    assert torch.load(tmp_path / "split" / "checkpoint" / checkpoints.STATE_FILE, weights_only=False)["step"] == 2
     resumed = train.train(_config(tiny_model, smoke_data, tmp_path / "split", steps=6, resume=True))
     straight = train.train(_config(tiny_model, smoke_data, tmp_path / "straight", steps=6))
     a, b = _weights(straight.model_dir), _weights(resumed.model_dir)
@@ -165,20 +140,20 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(ti
     run_dir = tmp_path / "run"
     with pytest.raises(DeqaError, match=r"loss is nan at step 5: training stopped \(the last good checkpoint"):
         train.train(_config(tiny_model, smoke_data, run_dir, save_every=2), loss_hook=inject_nan)
-    state = torch.load(run_dir / "checkpoint" / train.STATE_FILE, weights_only=False)
+    state = torch.load(run_dir / "checkpoint" / checkpoints.STATE_FILE, weights_only=False)
     assert state["step"] == 4
     assert not (run_dir / "model").exists()
-    model, processor = model_mod.load(run_dir / "checkpoint" / "model")
+    model, processor = mllm.load(run_dir / "checkpoint" / "model")
     from deqa.infer import score_images
 
-    data = train.load_split(smoke_data, "val")
-    scores = score_images(model, processor, [train.load_image(p) for p in data.paths[:4]], progress=False)
+    data = trainset.load_split(smoke_data, "val")
+    scores = score_images(model, processor, [load_image(p) for p in data.paths[:4]], progress=False)
     assert np.all(np.isfinite(scores["score"])) and scores["score"].between(1, 5).all()
 
 
 def _bad_meta(smoke_data, tmp_path, name, edit):
     meta = pd.read_csv(smoke_data[0])
-    root = __import__("pathlib").Path(smoke_data[0]).parent
+    root = Path(smoke_data[0]).parent
     meta["image"] = [str(root / p) for p in meta["image"]]  # absolute: the bad file lives elsewhere
     meta = edit(meta)
     path = tmp_path / f"{name}.csv"
@@ -220,7 +195,7 @@ def test_missing_image_names_file_and_row(smoke_data, tmp_path):
     meta = _bad_meta(smoke_data, tmp_path, "gone", lambda m: m.assign(
         image=m["image"].where(m.index != 6, "nowhere/x.png"), split=m["split"].where(m.index != 6, "train")))
     with pytest.raises(DeqaError, match=r"gone\.csv: row 7 \(image 'nowhere/x\.png'\): image file not found"):
-        train.load_split([meta], "train")
+        trainset.load_split([meta], "train")
 
 
 def test_lora_trains_saves_and_reloads_with_identical_scores(tiny_model, smoke_data, tmp_path):
@@ -235,39 +210,12 @@ def test_lora_trains_saves_and_reloads_with_identical_scores(tiny_model, smoke_d
     base_config = json.loads((saved / "adapter_config.json").read_text())
     assert base_config["base_model_name_or_path"] == tiny_model
 
-    images = [train.load_image(p) for p in train.load_split(smoke_data, "val").paths[:6]]
+    images = [load_image(p) for p in trainset.load_split(smoke_data, "val").paths[:6]]
     before = score_images(result.model, result.processor, images, progress=False)
-    model, processor = model_mod.load(saved)
+    model, processor = mllm.load(saved)
     after = score_images(model, processor, images, progress=False)
     np.testing.assert_allclose(after["score"], before["score"], atol=1e-6)
     np.testing.assert_allclose(after["p_good"], before["p_good"], atol=1e-6)
-    base, _ = model_mod.load(tiny_model)
+    base, _ = mllm.load(tiny_model)
     untrained = score_images(base, processor, images, progress=False)
     assert np.abs(untrained["score"].to_numpy() - after["score"].to_numpy()).max() > 1e-4
-
-
-def test_embedded_two_stage_recipe_in_smoke_mode(smoke_data, tmp_path):
-    data_dir = __import__("pathlib").Path(smoke_data[0]).parents[1]
-    summary = train.train_embedded(tmp_path / "tiny-deqa", data_dir, smoke=True, progress=False)
-    assert (tmp_path / "tiny-deqa" / "model" / "config.json").is_file()
-    assert summary["stage2_steps"] == train.EMBEDDED_SMOKE["stage2_steps"]
-    stages = json.loads((tmp_path / "tiny-deqa" / "stages.json").read_text())
-    assert stages["stage1_seconds"] > 0 and set(stages["validation"]) == {"synth-koniq", "synth-spaq"}
-    model, processor = model_mod.load(tmp_path / "tiny-deqa")  # a run folder loads its final model
-    assert model is not None
-
-
-def test_an_image_in_two_splits_across_files_is_refused(tmp_path):
-    """Train/test overlap: the same image of the same data set as training in one file, test in another."""
-    import pandas as pd
-    from PIL import Image
-
-    from deqa.train import load_split
-
-    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
-    Image.new("RGB", (8, 8)).save(tmp_path / "b.png")
-    rows = {"image": ["a.png", "b.png"], "mos": [3.0, 4.0], "std": [0.5, 0.6], "dataset": ["d", "d"]}
-    pd.DataFrame({**rows, "split": ["train", "train"]}).to_csv(tmp_path / "train.csv", index=False)
-    pd.DataFrame({**rows, "split": ["test", "test"]}).iloc[:1].to_csv(tmp_path / "test.csv", index=False)
-    with pytest.raises(DeqaError, match="more than one split.*a.png"):
-        load_split([tmp_path / "train.csv", tmp_path / "test.csv"], "train")

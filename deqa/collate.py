@@ -1,155 +1,29 @@
-"""Loading an MLLM, resolving the level-word tokens, and turning images into model inputs.
+"""Turning images into model inputs: the prompt, the level-word tokens and the collator.
 
-The same code serves the embedded tiny model and real hub models (LLaVA, Qwen2-VL, Idefics3...):
-prompts come from the processor's own chat template, and image placeholders are expanded by the
-processor. Explained in notebook 04 (``04_finetune_mllm``).
-
-The prompt asks ``QUESTION`` about the image; the answer is ``f"{ANSWER_PREFIX} {level}."``. The
-logits at the position just before the level word give the five level probabilities.
+The prompt asks ``QUESTION`` about the image in the processor's own chat template; the answer is
+``f"{ANSWER_PREFIX} {level}."``. The logits at the position just before the level word give the five
+level probabilities (``deqa.mllm.level_logits``). The same code serves the embedded tiny model and
+real hub models (LLaVA, Qwen2-VL, Idefics3...): image placeholders are expanded by the processor.
+Explained in notebook 04 (``04_finetune_mllm``).
 """
 from __future__ import annotations
 
-import contextlib
-
-import json
 import warnings
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from .errors import DeqaError
 from .levels import LEVELS
+from .losses import IGNORE_INDEX
 
 QUESTION = "What do you think about the quality of this image?"
 ANSWER_PREFIX = "The quality of the image is"
 
 # processor outputs that are per-token (padded with the text); everything else is image data
 _TEXT_KEYS = ("input_ids", "attention_mask")
-
-
-# ---------------------------------------------------------------------------------------------
-# loading
-
-
-def _is_model_folder(p: Path) -> bool:
-    return p.is_dir() and ((p / "config.json").is_file() or (p / "adapter_config.json").is_file())
-
-
-def _resolve_local(name_or_path) -> Path | None:
-    """The local folder meant by ``name_or_path``, or None when it is not a local path."""
-    p = Path(str(name_or_path)).expanduser()
-    if p.exists():
-        p = p.resolve()
-        if not p.is_dir():
-            raise DeqaError(f"model path {name_or_path} is a file, expected a model folder")
-        # a training run folder keeps the final model in RUN_DIR/model (its own config.json is the
-        # training configuration, not a model's)
-        if _is_model_folder(p / "model"):
-            return p / "model"
-        if not _is_model_folder(p):
-            raise DeqaError(f"model folder {name_or_path} has no config.json, adapter_config.json or model/")
-        return p
-    text = str(name_or_path)
-    first_part = Path(text).parts[0] if Path(text).parts else text
-    looks_local = (text.startswith((".", "/", "~")) or text.count("/") > 1 or "\\" in text
-                   or ("/" in text and Path(first_part).is_dir()))
-    if looks_local:
-        raise DeqaError(f"model path {name_or_path} does not exist")
-    return None
-
-
-def _processor_kwargs(config) -> dict:
-    """The tiny model's images are prepared with PIL (as in its pre-training) on every machine, also
-    where torchvision is installed and would otherwise be chosen."""
-    vision = getattr(config, "vision_config", None)
-    return {"backend": "pil"} if getattr(vision, "model_type", None) == "deqa_cnn" else {}
-
-
-def _load_processor(source: str, config):
-    """``AutoProcessor``; for the Qwen-VL families without torchvision, the image-only processor
-    of :func:`deqa.archs.load_processor`."""
-    kwargs = _processor_kwargs(config)
-    try:
-        from .archs import load_processor
-    except ImportError:
-        from transformers import AutoProcessor
-
-        return AutoProcessor.from_pretrained(source, **kwargs)
-    return load_processor(source, **kwargs)
-
-
-def load(name_or_path, dtype=None, device="cpu", attn_implementation=None):
-    """Load an MLLM and its processor from a hub id, a local folder or a training run folder.
-
-    A run folder (``RUN_DIR/model``) and a LoRA adapter folder (``adapter_config.json``: the base
-    model it names, then the adapter through peft) are recognised. Returns ``(model, processor)``
-    with the model in eval mode on ``device``. A missing path raises :class:`DeqaError`.
-    """
-    from transformers import AutoModelForImageTextToText
-
-    from . import tower  # noqa: F401  (registers the tiny CNN tower with the Auto classes)
-
-    local = _resolve_local(name_or_path)
-    source = str(local) if local is not None else str(name_or_path)
-    kwargs = {}
-    if dtype is not None:
-        kwargs["dtype"] = getattr(torch, dtype) if isinstance(dtype, str) and dtype != "auto" else dtype
-    if attn_implementation is not None:
-        kwargs["attn_implementation"] = attn_implementation
-
-    adapter = local is not None and (local / "adapter_config.json").is_file()
-    small = local is not None and sum(f.stat().st_size for f in local.glob("*.safetensors")) < 200e6
-    with quiet_transformers(small):  # no "Loading weights" bar for the tiny models
-        model, processor = _from_pretrained(name_or_path, local, source, adapter, kwargs)
-    tok = getattr(processor, "tokenizer", processor)
-    tok.padding_side = "left"
-    model.to(device)
-    model.eval()
-    return model, processor
-
-
-@contextlib.contextmanager
-def quiet_transformers(quiet: bool = True):
-    """Switch off transformers' progress bars (weight loading and saving) inside the block."""
-    from transformers.utils import logging as hf_logging
-
-    was_on = hf_logging.is_progress_bar_enabled()
-    if quiet:
-        hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if quiet and was_on:
-            hf_logging.enable_progress_bar()
-
-
-def _from_pretrained(name_or_path, local, source, adapter, kwargs):
-    from transformers import AutoModelForImageTextToText
-
-    try:
-        if adapter:
-            from peft import PeftModel
-
-            base_name = json.loads((local / "adapter_config.json").read_text()).get("base_model_name_or_path")
-            if not base_name:
-                raise DeqaError(f"adapter {local} does not name its base model (base_model_name_or_path)")
-            base_local = _resolve_local(base_name)
-            base_source = str(base_local) if base_local is not None else base_name
-            base = AutoModelForImageTextToText.from_pretrained(base_source, **kwargs)
-            model = PeftModel.from_pretrained(base, str(local))
-            has_processor = any((local / f).is_file() for f in ("processor_config.json", "preprocessor_config.json",
-                                                                 "tokenizer_config.json"))
-            processor = _load_processor(str(local) if has_processor else base_source, base.config)
-        else:
-            model = AutoModelForImageTextToText.from_pretrained(source, **kwargs)
-            processor = _load_processor(source, model.config)
-    except OSError as exc:
-        where = "local folder" if local is not None else "hub id (and no such local folder)"
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DeqaError(f"cannot load model {name_or_path} as a {where}: {first}") from exc
-    return model, processor
-
+#: entries of a collated batch that are not model inputs (the training targets travel with the batch)
+NOT_MODEL_INPUTS = ("level_pos", "labels", "target", "mu", "sigma")
 
 # ---------------------------------------------------------------------------------------------
 # level tokens
@@ -252,7 +126,7 @@ class Collator:
     Keys: the processor's model inputs (``input_ids``, ``attention_mask``, ``pixel_values``, and any
     arch-specific ones), ``level_pos`` (B,) = the position whose logits predict the level token, and
     with ``train=True`` ``labels`` (B, T), already shifted (``logits[:, t]`` predicts ``labels[:, t]``),
-    -100 on the prompt, the padding and at ``level_pos``. Explained in notebook 04.
+    IGNORE_INDEX on the prompt, the padding and at ``level_pos``. Explained in notebook 04.
     """
 
     def __init__(self, processor, level_ids=None, train: bool = False, square: bool = True):
@@ -273,7 +147,6 @@ class Collator:
         # Left padding shifts the positions of the shorter rows unless the model is told them. Models
         # with multimodal rotary positions (Qwen-VL) derive them from the attention mask themselves.
         self.with_position_ids = "qwen" not in type(processor).__name__.lower()
-        self.model_keys: tuple[str, ...] = ()
 
     def _suffix_ids(self, level: int) -> list[int]:
         """Tokens after the level token: the word's other sub-tokens when it splits (" excel" + "lent"),
@@ -312,11 +185,11 @@ class Collator:
                 seq = prompt + answer
                 # logits at t predict token t + 1: the prefix tokens (except the first, predicted by the
                 # prompt), the level (excluded: KL loss) and the suffix
-                lab = [-100] * len(seq)
+                lab = [IGNORE_INDEX] * len(seq)
                 start = len(row)  # first prefix token
                 for t in range(start - 1, len(seq) - 1):
                     lab[t] = seq[t + 1]
-                lab[len(prompt) - 1] = -100
+                lab[len(prompt) - 1] = IGNORE_INDEX
                 label_rows.append(lab)
             else:
                 seq = prompt
@@ -328,7 +201,7 @@ class Collator:
         input_ids = torch.full((B, T), self.pad_id, dtype=torch.long)
         attention = torch.zeros((B, T), dtype=torch.long)
         level_pos = torch.empty(B, dtype=torch.long)
-        labels = torch.full((B, T), -100, dtype=torch.long) if self.train else None
+        labels = torch.full((B, T), IGNORE_INDEX, dtype=torch.long) if self.train else None
         extra = {k: torch.zeros((B, T), dtype=enc[k].dtype) for k in extra_tok_keys}
         for i, seq in enumerate(seqs):
             off = T - len(seq)
@@ -347,20 +220,19 @@ class Collator:
         batch["attention_mask"] = attention
         if self.with_position_ids:
             batch["position_ids"] = (attention.cumsum(-1) - 1).clamp(min=0)
-        self.model_keys = tuple(batch.keys())
         batch["level_pos"] = level_pos
         if self.train:
             batch["labels"] = labels
         return batch
 
 
-def model_inputs(batch: dict, keys=None, device=None, dtype=None) -> dict:
-    """The entries of a collated batch that go into ``model(**...)``, moved to ``device``; floating
-    point inputs (pixel values) cast to ``dtype`` when given (e.g. a bf16 model)."""
-    keys = keys or [k for k in batch if k not in ("level_pos", "labels")]
+def model_inputs(batch: dict, device=None, dtype=None) -> dict:
+    """The entries of a collated batch that go into ``model(**...)`` (not ``NOT_MODEL_INPUTS``), moved
+    to ``device``; floating point inputs (pixel values) cast to ``dtype`` when given (a bf16 model)."""
     out = {}
-    for k in keys:
-        v = batch[k]
+    for k, v in batch.items():
+        if k in NOT_MODEL_INPUTS:
+            continue
         if torch.is_tensor(v):
             if dtype is not None and v.is_floating_point():
                 v = v.to(dtype)
@@ -368,45 +240,3 @@ def model_inputs(batch: dict, keys=None, device=None, dtype=None) -> dict:
                 v = v.to(device)
         out[k] = v
     return out
-
-
-def level_logits(model, batch: dict) -> torch.Tensor:
-    """(B, V) logits at each row's ``level_pos``, from one forward pass.
-
-    When every row's level position is the last one (left-padded scoring batches), only the last
-    position's logits are computed (``logits_to_keep=1``); otherwise only the distinct level positions.
-    """
-    first = next(model.parameters())
-    device = first.device
-    inputs = model_inputs(batch, device=device, dtype=getattr(model, "dtype", first.dtype))
-    level_pos = batch["level_pos"].to(device)
-    T = inputs["input_ids"].shape[1]
-    if bool((level_pos == T - 1).all()):
-        logits = model(**inputs, logits_to_keep=1).logits[:, -1]
-    else:
-        keep, where = torch.unique(level_pos, return_inverse=True)
-        logits = model(**inputs, logits_to_keep=keep).logits  # (B, K, V)
-        logits = logits[torch.arange(len(level_pos), device=device), where]
-    return logits
-
-
-def set_max_pixels(processor, max_pixels: int) -> None:
-    """Cap the pixels per image of a processor that resizes by pixel count (Qwen2-VL, Qwen2.5-VL):
-    fewer pixels, fewer visual tokens, less memory. Processors that resize to a fixed size (LLaVA's
-    CLIP, the embedded model) refuse with a clear error. Used by ``--max-pixels`` (notebook 04)."""
-    ip = getattr(processor, "image_processor", None)
-    size = getattr(ip, "size", None)
-    keys = size.keys() if isinstance(size, dict) else vars(size) if size is not None else {}
-    if "longest_edge" not in keys or "shortest_edge" not in keys or not hasattr(ip, "merge_size"):
-        raise DeqaError(f"--max-pixels applies to processors that resize by pixel count (Qwen2-VL, "
-                        f"Qwen2.5-VL); {type(ip).__name__} resizes every image to a fixed size")
-    if max_pixels < 1:
-        raise DeqaError(f"--max-pixels must be positive, got {max_pixels}")
-    if isinstance(size, dict):
-        size["longest_edge"] = int(max_pixels)
-        size["shortest_edge"] = min(size["shortest_edge"], int(max_pixels))
-    else:
-        size.longest_edge = int(max_pixels)
-        size.shortest_edge = min(size.shortest_edge, int(max_pixels))
-    if hasattr(ip, "max_pixels"):
-        ip.max_pixels = int(max_pixels)

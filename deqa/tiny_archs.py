@@ -4,21 +4,20 @@ Each builder writes, with ``save_pretrained``, a folder laid out like the hub re
 family: the native transformers model class (no ``trust_remote_code``) with random weights at toy
 sizes, a byte-level BPE tokenizer of the family's tokenizer class built locally, the family's chat
 template and image placeholder tokens, and its image processor (the PIL backend, no torchvision).
-So ``deqa.model.load(folder)`` exercises the code path a real checkpoint takes, in seconds on a CPU.
+So ``deqa.mllm.load(folder)`` exercises the code path a real checkpoint takes, in seconds on a CPU.
 
 The tokenizers are built so that a level word only is a single token in its space-prefixed form
 (" good", not "good"), and, for the Qwen families, " excellent" is deliberately left to split into
 two tokens (" excel" + "lent") as long words do in real vocabularies: the first sub-token is the
 one the level distribution is read from.
 
-``LORA_TARGETS`` names, per architecture, the language-model linear layers LoRA adapts (a regex
-that does not reach the vision tower) and the projector module to train and save in full.
+Where LoRA goes in each of them is ``deqa.lora.LORA_TARGETS``; the Qwen processors that need no
+torchvision are ``deqa.mllm``'s.
 
 Explained in notebook 04 (real backbones).
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -26,6 +25,7 @@ from tokenizers import pre_tokenizers
 
 from .errors import DeqaError
 from .levels import LEVELS
+from .mllm import image_only_processor_class
 
 # ---------------------------------------------------------------------------------------------
 # byte-level BPE vocabulary built from a word list
@@ -149,107 +149,6 @@ def idefics3_tokenizer():
     tok.add_special_tokens({"additional_special_tokens": list(IDEFICS3_SPECIAL_TOKENS[1:])})
     tok.chat_template = SMOLVLM_CHAT_TEMPLATE
     return tok
-
-
-# ---------------------------------------------------------------------------------------------
-# Qwen processors without a video processor (transformers builds the video processor eagerly and
-# it needs torchvision; image-only use does not)
-
-def _image_only_class(base):
-    from transformers.processing_utils import ProcessorMixin
-
-    def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
-        self.image_token = getattr(tokenizer, "image_token", None) or "<|image_pad|>"
-        self.video_token = getattr(tokenizer, "video_token", None) or "<|video_pad|>"
-        self.image_token_id = tokenizer.convert_tokens_to_ids(self.image_token)
-        self.video_token_id = tokenizer.convert_tokens_to_ids(self.video_token)
-        ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template)
-
-    def save_pretrained(self, save_directory, *args, **kwargs):
-        result = base.save_pretrained(self, save_directory, *args, **kwargs)
-        _record_native_processor(Path(save_directory), base.__name__)
-        return result
-
-    doc = (f"{base.__name__} for images and text only: no video processor, so no torchvision. "
-           f"Saved under the name {base.__name__}, so the folder also loads natively.")
-    return type(f"{base.__name__}ImageOnly", (base,), {"__init__": __init__, "save_pretrained": save_pretrained,
-                                                        "__doc__": doc})
-
-
-_IMAGE_ONLY: dict = {}
-
-
-def image_only_processor_class(model_type: str):
-    """The image-only processor class for ``model_type`` ('qwen2_vl' or 'qwen2_5_vl'), else None."""
-    if model_type not in ("qwen2_vl", "qwen2_5_vl"):
-        return None
-    if model_type not in _IMAGE_ONLY:
-        from transformers import Qwen2_5_VLProcessor, Qwen2VLProcessor
-
-        base = Qwen2VLProcessor if model_type == "qwen2_vl" else Qwen2_5_VLProcessor
-        _IMAGE_ONLY[model_type] = _image_only_class(base)
-    return _IMAGE_ONLY[model_type]
-
-
-_QWEN_PROCESSORS = {"Qwen2VLProcessor": "qwen2_vl", "Qwen2VLProcessorImageOnly": "qwen2_vl",
-                    "Qwen2_5_VLProcessor": "qwen2_5_vl", "Qwen2_5_VLProcessorImageOnly": "qwen2_5_vl"}
-
-
-def _model_type_for_processor(name_or_path):
-    """model_type whose processor ``name_or_path`` holds: from the processor class a local folder
-    names (a LoRA adapter folder has no config.json), else from the model config."""
-    from transformers import AutoConfig
-
-    local = Path(str(name_or_path)).expanduser()
-    if local.is_dir():
-        for name in ("processor_config.json", "tokenizer_config.json"):
-            file = local / name
-            if file.is_file():
-                processor_class = json.loads(file.read_text()).get("processor_class")
-                if processor_class in _QWEN_PROCESSORS:
-                    return _QWEN_PROCESSORS[processor_class]
-        if not (local / "config.json").is_file():
-            return None
-    try:
-        return AutoConfig.from_pretrained(str(name_or_path)).model_type
-    except (OSError, ValueError):
-        return None
-
-
-def load_processor(name_or_path, **kwargs):
-    """``AutoProcessor.from_pretrained``, except for Qwen2-VL / Qwen2.5-VL when torchvision is
-    missing: then the image-only processor is built from the same folder (tokenizer, PIL image
-    processor, chat template). Works for a hub id, a model folder and a LoRA adapter folder."""
-    from transformers import AutoProcessor
-    from transformers.utils import is_torchvision_available
-
-    if not is_torchvision_available():
-        image_only = image_only_processor_class(_model_type_for_processor(name_or_path))
-        if image_only is not None:
-            return image_only.from_pretrained(str(name_or_path), **kwargs)
-    return AutoProcessor.from_pretrained(str(name_or_path), **kwargs)
-
-
-def _record_native_processor(out_dir: Path, native: str) -> None:
-    """Name the library's own processor class and a matching video processor in
-    ``processor_config.json``, as a hub folder does, so that where torchvision is installed the
-    folder also loads through ``AutoProcessor``."""
-    config_file = out_dir / "processor_config.json"
-    config = json.loads(config_file.read_text())
-    config["processor_class"] = native
-    image = config["image_processor"]
-    config["video_processor"] = {
-        "video_processor_type": "Qwen2VLVideoProcessor",
-        **{key: image[key] for key in ("patch_size", "temporal_patch_size", "merge_size", "size",
-                                       "image_mean", "image_std") if key in image},
-    }
-    config_file.write_text(json.dumps(config, indent=2) + "\n")
-    tokenizer_file = out_dir / "tokenizer_config.json"
-    if tokenizer_file.is_file():
-        tok_config = json.loads(tokenizer_file.read_text())
-        if "processor_class" in tok_config:
-            tok_config["processor_class"] = native
-            tokenizer_file.write_text(json.dumps(tok_config, indent=2, ensure_ascii=False) + "\n")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -390,30 +289,3 @@ BUILDERS = {
     "qwen2_5_vl": build_qwen2_5_vl,
     "idefics3": build_idefics3,
 }
-
-# ---------------------------------------------------------------------------------------------
-# LoRA settings per architecture (module names of transformers 5.x)
-
-_LM_LINEARS = r"\.layers\.\d+\.(?:self_attn\.(?:q|k|v|o)_proj|mlp\.(?:gate|up|down)_proj)"
-
-#: per model_type: ``target_modules`` (a regex peft matches in full against module names: the
-#: language model's attention and MLP linears only, never the vision tower's, whose Qwen2.5-VL
-#: MLP uses the same gate/up/down names) and ``modules_to_save`` (the vision-to-text projector).
-LORA_TARGETS = {
-    "llava": {"target_modules": rf".*language_model{_LM_LINEARS}",
-              "modules_to_save": ["multi_modal_projector"]},
-    "qwen2_vl": {"target_modules": rf".*language_model{_LM_LINEARS}", "modules_to_save": ["merger"]},
-    "qwen2_5_vl": {"target_modules": rf".*language_model{_LM_LINEARS}", "modules_to_save": ["merger"]},
-    "idefics3": {"target_modules": rf".*text_model{_LM_LINEARS}", "modules_to_save": ["connector"]},
-}
-
-
-def lora_settings(model_or_type) -> dict:
-    """``LORA_TARGETS`` entry for a model (by ``config.model_type``) or a model_type string."""
-    model_type = model_or_type if isinstance(model_or_type, str) else model_or_type.config.model_type
-    if model_type not in LORA_TARGETS:
-        raise DeqaError(f"no LoRA targets known for model type {model_type!r}; "
-                        f"known: {', '.join(sorted(LORA_TARGETS))}")
-    entry = LORA_TARGETS[model_type]
-    return {"target_modules": entry["target_modules"], "modules_to_save": list(entry["modules_to_save"])}
-

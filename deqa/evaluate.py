@@ -1,0 +1,271 @@
+"""How a model's predictions compare with the human labels, per data set: one evaluation path for the
+``evaluate`` command, training validation, the ablation and the notebooks. Explained in notebook 05
+(``05_distribution_plots``).
+
+    python -m deqa evaluate PREDS_CSV META [META ...] [--split test] [--json]
+
+Predictions (``score, std, p_bad .. p_excellent``, from ``python -m deqa score``) are matched to their
+metadata rows by image path; the human side is each data set's ``mu, sigma, q_bad .. q_excellent``
+(``deqa.data.to_levels``: the MOS rescaled to [1, 5] on the data set's whole table).
+``per_dataset_table`` turns such a joined table into one row of ``deqa.metrics`` numbers per group.
+"""
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+import pandas as pd
+
+from .errors import DeqaError
+from .levels import HUMAN_COLUMNS, LABEL_COLUMNS, NATIVE_STD, PROB_COLUMNS
+from .metrics import _plcc_logistic_checked, distribution_gaps, krcc, plcc, srcc
+
+#: Columns of ``per_dataset_table``, in order (the index is the data set, or the group, name).
+TABLE_COLUMNS = ("n", "plcc", "plcc_logistic", "srcc", "krcc", "kl", "js", "w1", "w2")
+
+
+# --------------------------------------------------------------------------------- matching images
+def _path_key(path) -> str:
+    """A path as '/'-joined components, without a root or '.' parts (so suffixes compare)."""
+    parts = PurePosixPath(str(path).replace("\\", "/")).parts
+    return "/".join(p for p in parts if p not in ("/", "."))
+
+
+def match_images(pred_images, meta_images, meta_datasets=None) -> np.ndarray:
+    """Index into the metadata for each prediction's image, -1 where there is none.
+
+    A prediction's ``image`` may be the metadata's relative path or any path that ends with it (an
+    absolute path, a path under the data root); failing that, the file name alone is used when it
+    names exactly one metadata image. When several metadata rows end the same path (the same relative
+    path in two data sets), the one whose data set name appears in the prediction's path wins.
+    """
+    meta_keys = [_path_key(m) for m in meta_images]
+    datasets = list(meta_datasets) if meta_datasets is not None else [None] * len(meta_keys)
+    by_key: dict[str, list[int]] = {}
+    by_name: dict[str, list[int]] = {}
+    for i, key in enumerate(meta_keys):
+        by_key.setdefault(key, []).append(i)
+        by_name.setdefault(PurePosixPath(key).name, []).append(i)
+    out = np.full(len(pred_images), -1, dtype=int)
+    for j, raw in enumerate(pred_images):
+        parts = PurePosixPath(_path_key(raw)).parts
+        hits: list[int] = []
+        for start in range(len(parts)):  # the longest suffix of the path that is a metadata image
+            hits = by_key.get("/".join(parts[start:]), [])
+            if hits:
+                break
+        if not hits and parts:
+            hits = by_name.get(parts[-1], [])
+        if len(hits) > 1:
+            hits = [i for i in hits if datasets[i] is not None and str(datasets[i]) in parts[:-1]] or hits
+        if len(hits) == 1:
+            out[j] = hits[0]
+    return out
+
+
+# ------------------------------------------------------------------------------------- joining
+def _check_predictions(preds: pd.DataFrame, source: str) -> None:
+    missing = [c for c in ("image", "score") if c not in preds.columns]
+    if missing:
+        raise DeqaError(f"{source}: missing column(s) {missing}; expected image, score, std, "
+                        f"{', '.join(PROB_COLUMNS)}")
+    numeric = ["score"] + [c for c in ("std", *PROB_COLUMNS) if c in preds.columns]
+    values = preds[numeric].apply(pd.to_numeric, errors="coerce").to_numpy(float)
+    bad = ~np.all(np.isfinite(values), axis=1)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise DeqaError(f"{source}: row {i + 1} (image {preds['image'].iloc[i]!r}) has a missing or "
+                        f"non-numeric value in {numeric}")
+
+
+def human_labels(meta: pd.DataFrame, method: str = "cdf") -> pd.DataFrame:
+    """``meta`` with each data set's human ``mu, sigma, q_bad .. q_excellent`` (``deqa.data.to_levels``
+    on the rows given: keep a data set's every row so its min/max defines the scale)."""
+    from . import data
+
+    derived = [c for c in HUMAN_COLUMNS if c in meta.columns]
+    plain = meta.drop(columns=derived).reset_index(drop=True)
+    plain.attrs = dict(meta.attrs)
+    return data.to_levels(plain, method=method)
+
+
+def join_predictions(preds_df: pd.DataFrame, meta_df: pd.DataFrame, split: str | None = None,
+                     source: str = "predictions") -> pd.DataFrame:
+    """Predictions joined to their metadata rows, one row per matched image.
+
+    Columns: the metadata's (``image, mos, dataset, split, ...``, its native ``std`` renamed
+    ``mos_std``), the human ``mu, sigma, q_bad .. q_excellent`` (``human_labels``), then the
+    prediction's ``pred_image`` (its path) and ``score, std, p_bad .. p_excellent`` (those present).
+    ``split`` keeps only that split (the rescaling still uses every row of a data set). Images are
+    matched as ``match_images`` says; nothing is dropped silently: ``.attrs["missing_predictions"]``
+    maps each data set to its images without a prediction and ``.attrs["unmatched_predictions"]``
+    lists the predictions matching no image (or several equally). Two predictions for one image
+    raise DeqaError.
+    """
+    _check_predictions(preds_df, source)
+    need = [c for c in ("image", "mos", "std", "dataset") if c not in meta_df.columns]
+    if need:
+        raise DeqaError(f"metadata: missing column(s) {need}; expected image, mos, std, dataset, split")
+    meta = human_labels(meta_df).rename(columns={"std": NATIVE_STD})
+    if split is not None:
+        if "split" not in meta.columns:
+            raise DeqaError("metadata has no 'split' column to select from")
+        meta = meta[meta["split"].astype(str) == split].reset_index(drop=True)
+        if meta.empty:
+            raise DeqaError(f"metadata has no rows in split {split!r}")
+
+    preds = preds_df.reset_index(drop=True)
+    index = match_images(preds["image"].astype(str).tolist(), meta["image"].astype(str).tolist(),
+                         meta["dataset"].astype(str).tolist())
+    matched = index >= 0
+    dup = pd.Series(index[matched]).duplicated(keep=False).to_numpy()
+    if dup.any():
+        j = int(np.flatnonzero(matched)[int(np.flatnonzero(dup)[0])])
+        raise DeqaError(f"{source}: row {j + 1} (image {preds['image'].iloc[j]!r}) is one of several "
+                        f"predictions for metadata image {meta['image'].iloc[index[j]]!r}")
+    has_pred = np.zeros(len(meta), dtype=bool)
+    has_pred[index[matched]] = True
+    missing = {str(name): meta["image"][(meta["dataset"] == name).to_numpy() & ~has_pred].astype(str).tolist()
+               for name in meta["dataset"].unique()}
+
+    pred_cols = ["image", "score"] + [c for c in ("std", *PROB_COLUMNS) if c in preds.columns]
+    pred_part = preds.loc[matched, pred_cols].reset_index(drop=True).rename(columns={"image": "pred_image"})
+    for col in pred_part.columns[1:]:
+        pred_part[col] = pd.to_numeric(pred_part[col])
+    joined = pd.concat([meta.iloc[index[matched]].reset_index(drop=True), pred_part], axis=1)
+    joined.attrs["missing_predictions"] = missing
+    joined.attrs["unmatched_predictions"] = preds["image"][~matched].astype(str).tolist()
+    return joined
+
+
+# ---------------------------------------------------------------------------------- the table
+def _group_row(part: pd.DataFrame) -> tuple[dict, bool]:
+    """The metrics of one group's rows, and whether the logistic fit converged."""
+    score, mu = part["score"].to_numpy(float), part["mu"].to_numpy(float)
+    row, ok = {"n": len(part)}, True
+    if len(part) >= 2:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a NaN in the table says it already
+            row.update(plcc=plcc(score, mu), srcc=srcc(score, mu), krcc=krcc(score, mu))
+            row["plcc_logistic"], ok = _plcc_logistic_checked(score, mu)
+    known = np.isfinite(part["sigma"].to_numpy(float))
+    if "std" in part.columns and known.any():
+        rows = part[known]
+        has_probs = all(c in rows.columns for c in (*PROB_COLUMNS, *LABEL_COLUMNS))
+        gaps = distribution_gaps(rows["score"], rows["std"], rows["mu"], rows["sigma"],
+                                 rows[list(PROB_COLUMNS)] if has_probs else None,
+                                 rows[list(LABEL_COLUMNS)] if has_probs else None)
+        row.update(gaps.attrs["mean"])
+    return row, ok
+
+
+def per_dataset_table(table: pd.DataFrame, by: str = "dataset") -> pd.DataFrame:
+    """One row per group of ``by`` (the index, in order of appearance): n, PLCC, PLCC after the
+    logistic, SRCC, KRCC of ``score`` against the human ``mu``, and - for the rows with a known human
+    ``sigma``, when the table has the predicted ``std`` - the mean distribution gaps (Gaussian KL and
+    W2; JS and W1 of the five-level ``p_*`` against ``q_*`` when both are there). A group whose
+    logistic fit does not converge gets the raw PLCC in ``plcc_logistic`` and its name in
+    ``.attrs["logistic_fallback"]``."""
+    rows, fallback = {}, []
+    for name, idx in table.groupby(by, sort=False).indices.items():
+        rows[str(name)], ok = _group_row(table.iloc[idx])
+        if not ok:
+            fallback.append(str(name))
+    out = pd.DataFrame.from_dict(rows, orient="index").reindex(columns=list(TABLE_COLUMNS))
+    out.index.name = by
+    out.attrs["logistic_fallback"] = fallback
+    return out
+
+
+def evaluate_table(preds_df: pd.DataFrame, meta_df: pd.DataFrame, split: str | None = None,
+                   source: str = "predictions") -> pd.DataFrame:
+    """``per_dataset_table`` of ``join_predictions``: one row per data set (the index) with
+    ``TABLE_COLUMNS``, on the 1-5 level scale. ``preds_df``: the output of ``python -m deqa score``;
+    ``meta_df``: our metadata schema. A data set with no prediction at all still gets its row
+    (n = 0). ``.attrs`` carries ``missing_predictions`` and ``unmatched_predictions`` from
+    ``join_predictions`` and ``logistic_fallback``: nothing is dropped silently."""
+    joined = join_predictions(preds_df, meta_df, split=split, source=source)
+    table = per_dataset_table(joined)
+    for name in table.attrs["logistic_fallback"]:
+        warnings.warn(f"data set {name!r}: the logistic fit did not converge; plcc_logistic is the "
+                      "raw PLCC", RuntimeWarning, stacklevel=2)
+    missing = joined.attrs["missing_predictions"]
+    absent = [name for name in missing if name not in table.index]
+    if absent:
+        fallback = table.attrs["logistic_fallback"]
+        table = pd.concat([table, pd.DataFrame({"n": 0}, index=pd.Index(absent, name="dataset"))])
+        table.attrs["logistic_fallback"] = fallback
+    table["n"] = table["n"].astype(int)
+    table.index.name = "dataset"
+    table.attrs["missing_predictions"] = {k: v for k, v in missing.items() if v}
+    table.attrs["unmatched_predictions"] = joined.attrs["unmatched_predictions"]
+    return table
+
+
+# ---------------------------------------------------------------------------------- command line
+def add_arguments(parser) -> None:
+    parser.add_argument("preds", metavar="PREDS_CSV", help="predictions from `python -m deqa score`")
+    parser.add_argument("meta", metavar="META", nargs="+", help="metadata file(s) of the data set(s)")
+    parser.add_argument("--format", default="auto", help="metadata format for deqa.data.read_metadata "
+                        "(default: auto)")
+    parser.add_argument("--split", default=None, help="evaluate only this split of the metadata "
+                        "(e.g. test); default: every row")
+    parser.add_argument("--json", action="store_true", help="print machine-readable JSON instead of a table")
+
+
+def _read_predictions(path) -> pd.DataFrame:
+    path = Path(path)
+    if not path.is_file():
+        raise DeqaError(f"{path}: predictions file not found")
+    try:
+        return pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise DeqaError(f"{path}: cannot read the predictions CSV ({str(exc).splitlines()[0]})") from None
+
+
+def _read_all_metadata(paths_, fmt: str) -> pd.DataFrame:
+    """Read and stack the metadata files, each data set keeping its scale facts (``data.combine``)."""
+    from . import data
+
+    tables = [data.read_metadata(p, format=fmt) for p in paths_]
+    return data.combine(tables, check_overlap=False) if len(tables) > 1 else tables[0]
+
+
+def format_table(table: pd.DataFrame) -> str:
+    shown = table.copy()
+    shown.columns = ["n", "PLCC", "PLCC-logistic", "SRCC", "KRCC", "KL", "JS", "W1", "W2"]
+    return shown.to_string(float_format=lambda v: f"{v:.4f}", na_rep="-")
+
+
+def run(args) -> int:
+    preds = _read_predictions(args.preds)
+    meta = _read_all_metadata(args.meta, args.format)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the fallbacks are reported below
+        table = evaluate_table(preds, meta, split=args.split, source=str(args.preds))
+    missing = table.attrs["missing_predictions"]
+    unmatched = table.attrs["unmatched_predictions"]
+    fallback = table.attrs["logistic_fallback"]
+    if args.json:
+        records = [{"dataset": name, **{k: (None if pd.isna(v) else (int(v) if k == "n" else float(v)))
+                                        for k, v in row.items()}}
+                   for name, row in table.iterrows()]
+        print(json.dumps({"datasets": records,
+                          "missing_predictions": {k: len(v) for k, v in missing.items()},
+                          "missing_examples": {k: v[:5] for k, v in missing.items()},
+                          "unmatched_predictions": unmatched,
+                          "logistic_fallback": fallback}, indent=2))
+        return 0
+    print(format_table(table))
+    print("KL = Gaussian KL(human || predicted); JS in nats; W1 and W2 in level units (1-5 scale)")
+    for name, images in missing.items():
+        print(f"note: {len(images)} image(s) of {name!r} have no prediction "
+              f"(e.g. {', '.join(images[:3])})")
+    if unmatched:
+        print(f"note: {len(unmatched)} prediction(s) match no metadata image "
+              f"(e.g. {', '.join(unmatched[:3])})")
+    if fallback:
+        print(f"note: the logistic fit did not converge for {', '.join(fallback)}: PLCC-logistic is the raw PLCC")
+    return 0

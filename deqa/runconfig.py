@@ -1,0 +1,180 @@
+"""Every setting of a training run, stated once: the ``TrainConfig`` fields carry their defaults,
+their help text, whether ``--resume`` needs them unchanged, and how the command line spells them; the
+``train`` command's options are generated from them. Explained in notebook 04 (``04_finetune_mllm``).
+"""
+from __future__ import annotations
+
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from pathlib import Path
+
+from .errors import DeqaError
+from .losses import LossSettings
+
+
+def setting(default=MISSING, help: str = "", resume: bool = False, **cli):
+    """A run setting: its default, its ``--help`` text, whether ``--resume`` needs it unchanged
+    (``resume``), and how the command line spells it (``cli``: ``flag``, ``negative`` for a
+    ``--no-...`` flag, ``consts``, ``group``, ``choices``, ``metavar``, ``required``)."""
+    return field(default=default, metadata={"help": help, "resume": resume, "cli": cli})
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a training run (saved as ``RUN_DIR/train_config.json``; the ``train`` command's
+    options are generated from these fields). Explained in notebook 04.
+
+    ``batch_size`` is the number of (A, B) pairs per forward pass (2 x batch_size images); one
+    optimizer step accumulates ``grad_accum`` of them. Give ``steps`` (optimizer steps) or
+    ``epochs`` (passes over the training images as image A).
+    """
+
+    # what to train, on what, where
+    model: str = setting(help="hub id or local folder of an MLLM (e.g. one written by build-tiny)",
+                         resume=True, metavar="ID_OR_DIR")
+    data: list[str] = setting(help="metadata file of a data set (repeat for co-training); images are found "
+                                   "relative to its folder", resume=True, metavar="META")
+    out: str = setting(help="run folder to write", metavar="RUN_DIR")
+    # how long
+    steps: int | None = setting(None, "optimizer steps", resume=True, group="length")
+    epochs: float | None = setting(None, "passes over the training images (default 3)", resume=True,
+                                   group="length")
+    batch_size: int = setting(8, "pairs per forward pass", resume=True)
+    grad_accum: int = setting(1, "forward passes per optimizer step", resume=True)
+    # the optimizer: AdamW, cosine schedule with linear warm-up
+    lr: float | None = setting(None, "peak learning rate (default: 3e-4 small full, 2e-4 LoRA, 2e-5 large full)",
+                               resume=True)
+    weight_decay: float = setting(0.0, "AdamW weight decay (not on biases and norms)", resume=True)
+    warmup_ratio: float = setting(0.03, "share of the steps with a linear warm-up", resume=True)
+    max_grad_norm: float = setting(1.0, "gradient clipping norm (0: no clipping)", resume=True)
+    # what is trained
+    mode: str | None = setting(None, "full fine-tuning or LoRA (default: LoRA above 100 M parameters)", resume=True,
+                               consts={"--lora": ("lora", "LoRA on the language model (default for models > 100 M "
+                                                          "parameters)"),
+                                       "--full": ("full", "full fine-tuning (default for small models)")})
+    lora_r: int = setting(16, "LoRA rank", resume=True)
+    lora_alpha: int = setting(32, "LoRA alpha (scale alpha / r)", resume=True)
+    lora_dropout: float = setting(0.05, "dropout on the LoRA input", resume=True)
+    train_vision: bool = setting(False, "LoRA: also train the vision tower in full", resume=True)
+    merge: bool = setting(False, "LoRA: save the final model merged into its base")
+    # labels
+    label: str = setting("soft", "soft label (DeQA) or one-hot level (Q-Align)", resume=True,
+                         choices=("soft", "onehot"))
+    method: str = setting("cdf", "soft-label discretisation", resume=True, choices=("cdf", "pdf"))
+    reference_labels: bool = setting(False, "soft labels exactly as the published implementation builds them",
+                                     resume=True)
+    nominal_scale: bool = setting(False, "rescale each data set by its nominal scale, not its min/max MOS",
+                                  resume=True)
+    # the loss (defaults: deqa.losses.LossSettings)
+    use_fidelity: bool = setting(LossSettings.use_fidelity, "drop the fidelity loss (single-image KL + CE)",
+                                 resume=True, negative="--no-fidelity")
+    use_kl: bool = setting(LossSettings.use_kl, "drop the KL at the level position (CE-only ablation)",
+                           resume=True, negative="--no-kl")
+    gamma: float = setting(LossSettings.gamma, "weight of CE + KL against the fidelity loss", resume=True)
+    p_hat: str = setting(LossSettings.p_hat_variant, "P_hat with sigma = 1 (reference code) or the predicted "
+                         "sigma (paper)", resume=True, choices=("fixed", "predicted"))
+    detach_sigma: bool = setting(LossSettings.detach_sigma, "--p-hat predicted: no gradient through sigma",
+                                 resume=True)
+    closed_set: bool = setting(LossSettings.closed_set, "KL over the five level logits only, not the whole "
+                               "vocabulary", resume=True)
+    # the machine
+    seed: int = setting(0, "seed of the weights' init, the pairs and dropout", resume=True)
+    device: str = setting("auto", "auto (cuda, mps, cpu), cpu, cuda, cuda:1 ...")
+    bf16: bool = setting(True, "no bf16 autocast on CUDA (bf16 is not used on the CPU, where it is slow)",
+                         negative="--no-bf16")
+    attn_implementation: str | None = setting(None, "attention kernel (default: the model's own, sdpa for most)",
+                                              choices=("eager", "sdpa", "flash_attention_2"))
+    max_pixels: int | None = setting(None, "Qwen2-VL / Qwen2.5-VL: at most N pixels per image (fewer visual "
+                                     "tokens)", metavar="N")
+    gradient_checkpointing: bool | None = setting(None, "recompute activations in backward (default: large "
+                                                  "models on CUDA)", negative="--no-gradient-checkpointing")
+    num_workers: int = setting(0, "processes preparing batches")
+    # logging, validation, checkpoints
+    log_every: int = setting(10, "log the training loss every N steps")
+    eval_every: int = setting(0, "validate every N steps (0: at the end only; negative: never)")
+    eval_limit: int | None = setting(512, "at most N validation images per data set")
+    eval_batch_size: int = setting(32, "images per forward pass in validation")
+    save_every: int = setting(0, "checkpoint every N steps (0: at the end and on interruption only)")
+    stop_at: int | None = setting(None, "stop after step N with a checkpoint, as if interrupted")
+    resume: bool = setting(False, "continue the interrupted run in RUN_DIR")
+    progress: bool = setting(True, "no progress bar", negative="--no-progress")
+
+    def __post_init__(self):
+        if isinstance(self.data, (str, Path)):
+            self.data = [self.data]
+        self.data = [str(p) for p in self.data]
+        self.model, self.out = str(self.model), str(self.out)
+
+    def loss_settings(self) -> LossSettings:
+        return LossSettings(gamma=self.gamma, p_hat_variant=self.p_hat, detach_sigma=self.detach_sigma,
+                            use_fidelity=self.use_fidelity, use_kl=self.use_kl, closed_set=self.closed_set)
+
+    def check(self) -> None:
+        """Refuse impossible settings with a one-line message."""
+        if not self.data:
+            raise DeqaError("train: give at least one --data META file")
+        if (self.steps is None) == (self.epochs is None):
+            raise DeqaError("train: give exactly one of steps (--steps) or epochs (--epochs)")
+        if self.steps is not None and self.steps < 1:
+            raise DeqaError(f"train: steps must be at least 1, got {self.steps}")
+        if self.epochs is not None and not self.epochs > 0:
+            raise DeqaError(f"train: epochs must be positive, got {self.epochs}")
+        for name in ("batch_size", "grad_accum"):
+            if getattr(self, name) < 1:
+                raise DeqaError(f"train: {name} must be at least 1, got {getattr(self, name)}")
+        for f in fields(self):
+            cli = f.metadata["cli"]
+            allowed = cli.get("choices") or tuple(value for value, _ in cli.get("consts", {}).values())
+            if allowed and getattr(self, f.name) not in allowed + ((None,) if f.default is None else ()):
+                raise DeqaError(f"train: {f.name} must be one of {list(allowed)}, got {getattr(self, f.name)!r}")
+        if self.lr is not None and not self.lr > 0:
+            raise DeqaError(f"train: lr must be positive, got {self.lr}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise DeqaError(f"train: warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+
+
+def check_resume(saved: dict, config: TrainConfig) -> None:
+    now = asdict(config)
+    for f in fields(config):
+        key = f.name
+        if f.metadata["resume"] and key in saved and saved[key] != now[key] \
+                and not (key == "mode" and now[key] is None):
+            raise DeqaError(f"resume: setting {key} differs from the interrupted run "
+                            f"({now[key]!r} now, {saved[key]!r} before); use the same settings")
+
+
+# ------------------------------------------------------------------------------ command line
+
+def _cli_type(f):
+    """The argparse ``type`` of a field, from its annotation (``int | None`` -> int)."""
+    first = str(f.type).split("|")[0].strip()
+    return {"int": int, "float": float, "str": str}.get(first, str)
+
+
+def add_config_arguments(parser) -> None:
+    """The ``train`` command's options, one per ``TrainConfig`` field (its help and default)."""
+    groups = {"length": parser.add_mutually_exclusive_group()}
+    for f in fields(TrainConfig):
+        cli = f.metadata["cli"]
+        target = groups[cli["group"]] if "group" in cli else parser
+        flag = "--" + f.name.replace("_", "-")
+        default = None if f.default is MISSING else f.default
+        shown = f" (default {default})" if default not in (None, False, True) else ""
+        if "consts" in cli:
+            group = parser.add_mutually_exclusive_group()
+            for const_flag, (value, text) in cli["consts"].items():
+                group.add_argument(const_flag, dest=f.name, action="store_const", const=value, help=text)
+        elif f.name == "data":
+            parser.add_argument(flag, action="append", required=True, metavar=cli["metavar"], help=f.metadata["help"])
+        elif f.default is MISSING:
+            parser.add_argument(flag, required=True, metavar=cli.get("metavar"), help=f.metadata["help"])
+        elif "negative" in cli:
+            if f.default is None:
+                target.add_argument(flag, dest=f.name, action="store_true", default=None, help=f.metadata["help"])
+                target.add_argument(cli["negative"], dest=f.name, action="store_false", help="do not " + flag[2:].replace("-", " "))
+            else:
+                target.add_argument(cli["negative"], dest=f.name, action="store_false", help=f.metadata["help"])
+        elif isinstance(f.default, bool):
+            target.add_argument(flag, action="store_true", help=f.metadata["help"])
+        else:
+            target.add_argument(flag, type=_cli_type(f), default=default, choices=cli.get("choices"),
+                                metavar=cli.get("metavar"), help=f.metadata["help"] + shown)

@@ -1,0 +1,49 @@
+"""deqa.trainset: every metadata file read once, labels per data set, the pair stream."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from deqa import trainset
+from deqa.errors import DeqaError
+
+
+def test_pair_stream_crosses_epochs_like_concatenated_epochs():
+    datasets = np.array(["a"] * 5 + ["b"] * 4)
+    stream = trainset.PairStream(datasets, seed=3)
+    e0, e1 = stream.sampler.epoch_pairs(0), stream.sampler.epoch_pairs(1)
+    a, b = stream.take(6, 7)  # 3 pairs from the end of epoch 0, 4 from the start of epoch 1
+    np.testing.assert_array_equal(a, np.concatenate([e0[0][6:], e1[0][:4]]))
+    np.testing.assert_array_equal(b, np.concatenate([e0[1][6:], e1[1][:4]]))
+    assert np.all(datasets[a] == datasets[b])
+
+
+def test_an_image_in_two_splits_across_files_is_refused(tmp_path):
+    """Train/test overlap: the same image of the same data set as training in one file, test in another."""
+    from PIL import Image
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    Image.new("RGB", (8, 8)).save(tmp_path / "b.png")
+    rows = {"image": ["a.png", "b.png"], "mos": [3.0, 4.0], "std": [0.5, 0.6], "dataset": ["d", "d"]}
+    pd.DataFrame({**rows, "split": ["train", "train"]}).to_csv(tmp_path / "train.csv", index=False)
+    pd.DataFrame({**rows, "split": ["test", "test"]}).iloc[:1].to_csv(tmp_path / "test.csv", index=False)
+    with pytest.raises(DeqaError, match="more than one split.*a.png"):
+        trainset.load_split([tmp_path / "train.csv", tmp_path / "test.csv"], "train")
+
+def test_load_splits_reads_each_file_once_and_equals_load_split(smoke_data, monkeypatch):
+    from deqa import data
+
+    calls = []
+    read = data.read_metadata
+    monkeypatch.setattr(data, "read_metadata", lambda path, *a, **k: calls.append(str(path)) or read(path, *a, **k))
+    splits = trainset.load_splits(smoke_data, ("train", "val", "test"))
+    assert sorted(calls) == sorted(smoke_data)  # once each
+    monkeypatch.setattr(data, "read_metadata", read)
+    for split, got in splits.items():
+        alone = trainset.load_split(smoke_data, split)
+        assert got.paths == alone.paths
+        np.testing.assert_array_equal(got.target, alone.target)
+        np.testing.assert_array_equal(got.mu, alone.mu)
+    n = sum(len(pd.read_csv(m)) for m in smoke_data)
+    assert sum(len(d) for d in splits.values()) == n
