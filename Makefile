@@ -10,11 +10,12 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 PIP := $(PY) -m pip -q --disable-pip-version-check
 
-.PHONY: setup tutorial test notebooks figures clean-generated help
+.PHONY: setup tutorial test test-fast notebooks figures clean-generated help
 
 help:
 	@echo "make tutorial  - run every notebook (embedded defaults), write figures/ and runs/"
-	@echo "make test      - package tests + notebooks in smoke mode"
+	@echo "make test      - package tests + notebooks in smoke mode (what CI runs)"
+	@echo "make test-fast - package tests without the notebooks and the slow tests (contributors' loop)"
 	@echo "make notebooks - (maintainers) re-execute and commit-clean the notebooks in place"
 
 $(VENV)/.installed: requirements.txt pyproject.toml
@@ -32,6 +33,9 @@ tutorial: setup
 
 test: setup
 	$(PY) -m pytest -q
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow and not notebook"
 
 notebooks: setup
 	$(PY) -m deqa.nbrun --inplace

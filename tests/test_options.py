@@ -49,6 +49,7 @@ def test_attn_implementation_reaches_the_model(folders):
     assert net.config._attn_implementation == "eager"
 
 
+@pytest.mark.slow
 def test_train_with_gpu_options_then_score(folders, tmp_path):
     metas = sorted((folders / "data").glob("*/meta.csv"))
     cmd = [sys.executable, "-m", "deqa", "train", "--model", str(folders / "qwen"), "--out", str(tmp_path / "run"),

@@ -209,6 +209,7 @@ def test_quality_batch_is_fast_seeded_and_graded():
     assert not any(np.array_equal(np.asarray(first), im) for im in images)
 
 
+@pytest.mark.slow
 def test_command_line(tmp_path):
     ok = subprocess.run([sys.executable, "-m", "deqa", "synth", str(tmp_path / "d"), "--smoke", "--no-progress"],
                         capture_output=True, text=True, timeout=120)
