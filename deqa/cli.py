@@ -40,9 +40,9 @@ def main(argv=None) -> int:
 
     try:
         result = importlib.import_module(args._module).run(args)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # Ctrl-C, or a stop signal the command turned into Interrupted
         print("interrupted", file=sys.stderr)
-        return 130
+        return 128 + getattr(exc, "signum", 2)
     except (DeqaError, FileNotFoundError, NotADirectoryError, PermissionError) as exc:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         print(f"error: {msg}", file=sys.stderr)

@@ -4,3 +4,12 @@ exits non-zero, without a traceback."""
 
 class DeqaError(ValueError):
     """Bad input (file, row, setting) with a message that names what is wrong and where."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Training was stopped by a signal (Ctrl-C, SIGTERM from a scheduler or ``timeout``, SIGHUP from a
+    closed terminal) after saving a checkpoint; the command line exits with 128 + the signal number."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum

@@ -314,6 +314,7 @@ def prediction_grid(images, preds, humans=None, kind: str = "best", n: int = 6, 
 
 #: keys of a training log that are not curves
 _LOG_META_KEYS = {"step", "epoch", "time", "elapsed", "wall_s", "seconds", "samples"}
+_LOG_META_PREFIXES = ("val_n/",)  # how many images a validation number rests on: not a curve
 _LOSS_KEYS = ("loss", "fid", "kl", "ce")
 
 
@@ -329,7 +330,7 @@ def training_curves(run_dir_or_log_path):
     keys: list[str] = []
     for row in rows:
         keys += [k for k, v in row.items() if k not in keys and k not in _LOG_META_KEYS
-                 and isinstance(v, (int, float)) and not isinstance(v, bool)]
+                 and not k.startswith(_LOG_META_PREFIXES) and isinstance(v, (int, float)) and not isinstance(v, bool)]
     groups = {"training losses": [k for k in keys if not k.startswith("val_")
                                   and (k in _LOSS_KEYS or k.endswith("loss"))],
               "validation": [k for k in keys if k.startswith("val_")],

@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 from .errors import DeqaError
-from .checkpoints import save_model
-from .train import RUN_CONTENT, TrainConfig, TrainResult, train
+from .checkpoints import STAGE1_LOG, check_run_folder, save_model
+from .train import TrainConfig, TrainResult, train
 
 #: sizes of the embedded recipe, tuned on a 2-core CPU (about 2-3 minutes for both stages). At 64 px
 #: the tower only reached a held-out SRCC of about 0.77 in stage 1 (mild blur and noise vanish when
@@ -24,7 +24,6 @@ EMBEDDED = {"image_size": 96, "stage1_steps": 1500, "stage1_batch": 16, "stage1_
 #: smoke mode: a few steps of each stage, seconds
 EMBEDDED_SMOKE = {"image_size": 64, "stage1_steps": 20, "stage1_batch": 8, "stage1_lr": 1e-3,
                   "stage1_eval": 32, "stage2_steps": 12, "stage2_batch": 4, "stage2_lr": 3e-4}
-STAGE1_LOG = "stage1.json"
 
 
 def find_metas(data_dir) -> list[Path]:
@@ -45,11 +44,9 @@ def _embedded_sizes(smoke: bool, overrides: dict) -> dict:
 
 
 def _fresh_run_dir(run_dir: Path) -> None:
-    """Empty ``run_dir`` for a new run, refusing a folder that holds anything but a previous run."""
+    """Empty ``run_dir`` for a new run, refusing a folder deqa did not write (``check_run_folder``)."""
+    check_run_folder(run_dir)
     if run_dir.exists():
-        stray = [p.name for p in run_dir.iterdir() if p.name not in RUN_CONTENT]
-        if stray:
-            raise DeqaError(f"{run_dir} holds other files ({stray[0]}, ...): choose an empty folder")
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True)
 

@@ -4,6 +4,7 @@ their help text, whether ``--resume`` needs them unchanged, and how the command 
 """
 from __future__ import annotations
 
+import math
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -109,37 +110,71 @@ class TrainConfig:
                             use_fidelity=self.use_fidelity, use_kl=self.use_kl, closed_set=self.closed_set)
 
     def check(self) -> None:
-        """Refuse impossible settings with a one-line message."""
+        """Refuse settings that cannot make sense (NaN, infinite, negative, out of range, the same
+        metadata file twice) with a one-line message, before anything is read or written."""
         if not self.data:
             raise DeqaError("train: give at least one --data META file")
+        seen = {}
+        for meta in self.data:
+            key = str(Path(meta).expanduser().resolve())
+            if key in seen:
+                raise DeqaError(f"train: --data {meta} is given twice (also as {seen[key]}): every image would count twice")
+            seen[key] = meta
         if (self.steps is None) == (self.epochs is None):
             raise DeqaError("train: give exactly one of steps (--steps) or epochs (--epochs)")
-        if self.steps is not None and self.steps < 1:
-            raise DeqaError(f"train: steps must be at least 1, got {self.steps}")
-        if self.epochs is not None and not self.epochs > 0:
-            raise DeqaError(f"train: epochs must be positive, got {self.epochs}")
-        for name in ("batch_size", "grad_accum"):
-            if getattr(self, name) < 1:
-                raise DeqaError(f"train: {name} must be at least 1, got {getattr(self, name)}")
         for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise DeqaError(f"train: {f.name} must be a finite number, got {value}")
+            _check_range(f.name, value)
             cli = f.metadata["cli"]
-            allowed = cli.get("choices") or tuple(value for value, _ in cli.get("consts", {}).values())
-            if allowed and getattr(self, f.name) not in allowed + ((None,) if f.default is None else ()):
-                raise DeqaError(f"train: {f.name} must be one of {list(allowed)}, got {getattr(self, f.name)!r}")
-        if self.lr is not None and not self.lr > 0:
-            raise DeqaError(f"train: lr must be positive, got {self.lr}")
-        if not 0 <= self.warmup_ratio < 1:
-            raise DeqaError(f"train: warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+            allowed = cli.get("choices") or tuple(v for v, _ in cli.get("consts", {}).values())
+            if allowed and value not in allowed + ((None,) if f.default is None else ()):
+                raise DeqaError(f"train: {f.name} must be one of {list(allowed)}, got {value!r}")
+
+
+#: the range of each numeric setting, inclusive of ``lo``; ``hi`` is excluded (None: no bound)
+_RANGES = {"steps": (1, None), "epochs": (0, None), "batch_size": (1, None), "grad_accum": (1, None),
+           "lr": (0, None), "weight_decay": (0, None), "warmup_ratio": (0, 1), "max_grad_norm": (0, None),
+           "lora_r": (1, None), "lora_alpha": (0, None), "lora_dropout": (0, 1), "gamma": (0, None),
+           "seed": (0, 2**32), "max_pixels": (1, None), "num_workers": (0, None), "log_every": (1, None),
+           "eval_limit": (1, None), "eval_batch_size": (1, None), "save_every": (0, None), "stop_at": (1, None)}
+_POSITIVE = {"epochs", "lr", "lora_alpha"}  # also > lo
+
+
+def _check_range(name: str, value) -> None:
+    if name not in _RANGES or value is None:
+        return
+    lo, hi = _RANGES[name]
+    bad = value < lo or (name in _POSITIVE and value <= lo) or (hi is not None and value >= hi)
+    if bad:
+        bound = f"in [{lo}, {hi})" if hi is not None else ("positive" if name in _POSITIVE else f"at least {lo}")
+        raise DeqaError(f"train: {name} must be {bound}, got {value}")
+
+
+def resolved_paths(config: TrainConfig) -> dict:
+    """The model (when it is a local folder) and the metadata files as absolute paths: what the resume
+    check compares, whatever the working directory and however the paths were spelled."""
+    def resolve(path: str) -> str:
+        p = Path(path).expanduser()
+        return str(p.resolve()) if p.exists() else path
+
+    return {"model": resolve(config.model), "data": [resolve(m) for m in config.data]}
 
 
 def check_resume(saved: dict, config: TrainConfig) -> None:
-    now = asdict(config)
+    """Refuse to resume with a setting that changes the run (fields marked ``resume``); paths are
+    compared resolved (``saved["paths"]``, written by ``train``)."""
+    now, before = asdict(config), dict(saved)
+    if "paths" in saved:  # runs written before the paths were recorded compare the strings as given
+        now.update(resolved_paths(config))
+        before.update(saved["paths"])
     for f in fields(config):
         key = f.name
-        if f.metadata["resume"] and key in saved and saved[key] != now[key] \
+        if f.metadata["resume"] and key in before and before[key] != now[key] \
                 and not (key == "mode" and now[key] is None):
             raise DeqaError(f"resume: setting {key} differs from the interrupted run "
-                            f"({now[key]!r} now, {saved[key]!r} before); use the same settings")
+                            f"({now[key]!r} now, {before[key]!r} before); use the same settings")
 
 
 # ------------------------------------------------------------------------------ command line

@@ -19,22 +19,26 @@ def log_path(run_dir_or_log_path) -> Path:
     return path / METRICS_LOG if path.is_dir() else path
 
 
-def read_log(run_dir_or_log_path, missing_ok: bool = False) -> list[dict]:
+def read_log(run_dir_or_log_path, missing_ok: bool = False, drop_partial_last: bool = False) -> list[dict]:
     """The rows of a training log (a run folder means its ``metrics.jsonl``). A line that is not a
     JSON object with a ``step`` is a DeqaError naming the file and line; an absent file is one too,
-    unless ``missing_ok`` (then no rows)."""
+    unless ``missing_ok`` (then no rows). ``drop_partial_last``: a last line cut short (a run killed
+    while writing it) is dropped instead, as a resumed run does."""
     path = log_path(run_dir_or_log_path)
     if not path.is_file():
         if missing_ok:
             return []
         raise DeqaError(f"{path}: training log not found")
     rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
+            if drop_partial_last and number == len(lines):
+                break
             raise DeqaError(f"{path}: line {number} is not JSON ({exc.msg})") from None
         if not isinstance(row, dict) or "step" not in row:
             raise DeqaError(f"{path}: line {number} has no 'step'")

@@ -20,6 +20,8 @@ import contextlib
 import json
 import math
 import re
+import signal
+import threading
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -29,21 +31,18 @@ import pandas as pd
 import torch
 
 from . import distributed, losses, mllm, runlog
-from .checkpoints import (CHECKPOINT, STATE_FILE, find_checkpoint, rng_state, save_checkpoint, save_model,
-                          set_rng_state, unwrap)
+from .checkpoints import (CHECKPOINT, RUN_CONFIG, RunLock, check_run_folder, find_checkpoint, load_checkpoint,
+                          rng_state, save_checkpoint, save_model, set_rng_state, unwrap)
 from .collate import Collator, level_token_ids, model_inputs
-from .errors import DeqaError
+from .errors import DeqaError, Interrupted
 from .losses import IGNORE_INDEX, LossSettings
-from .runconfig import TrainConfig, add_config_arguments, check_resume
+from .runconfig import TrainConfig, add_config_arguments, check_resume, resolved_paths
 from .runlog import METRICS_LOG
 from .setup import resolve_device
-from .trainset import PairBatchDataset, PairStream, TrainData, batches, load_splits
+from .trainset import PairBatchDataset, PairStream, TrainData, batches, check_readable, load_splits
 
-#: the run's settings; not ``config.json``, which would make the run folder look like a model folder
-RUN_CONFIG = "train_config.json"
-#: everything ``train`` and the embedded recipe (``deqa.recipe``) write into a run folder
-RUN_CONTENT = {"base", "stage1", "stage1.json", "stages.json", "model", "model.tmp", "model.old", CHECKPOINT,
-               CHECKPOINT + ".tmp", CHECKPOINT + ".old", RUN_CONFIG, METRICS_LOG}
+#: the signals that stop a run with a checkpoint: Ctrl-C, a scheduler's or ``timeout``'s SIGTERM, SIGHUP
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 
 
 @dataclass
@@ -129,6 +128,10 @@ class Run:
     safe: tuple = ()  # (step, pairs_done, rng state) after the last completed step
     history: list = field(default_factory=list)
     validation: dict = field(default_factory=dict)
+    validated_steps: set = field(default_factory=set)  # steps with a validation row in the log
+    lock: RunLock | None = None
+    stop_signal: int | None = None  # a stop signal arrived: stop after the current step
+    in_update: bool = False  # between the optimizer step and the step count: no interrupt lands here
 
     @property
     def seconds(self) -> float:
@@ -219,40 +222,50 @@ def _optimizer(model, lr: float, weight_decay: float):
     return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr)
 
 
-def _find_run_checkpoint(config: TrainConfig, run_dir: Path, main: bool) -> Path | None:
-    """The checkpoint to resume from (None for a new run), refusing a resume without one and a new
-    run into a folder that already holds one."""
-    checkpoint = find_checkpoint(run_dir) if config.resume else None
-    if config.resume and checkpoint is None:
-        raise DeqaError(f"resume: no checkpoint in {run_dir}")
-    if not config.resume and main and find_checkpoint(run_dir) is not None:
-        raise DeqaError(f"{run_dir} already holds a run: pass --resume to continue it, or choose "
-                        "another --out")
-    if checkpoint is not None and (run_dir / RUN_CONFIG).is_file():
-        check_resume(json.loads((run_dir / RUN_CONFIG).read_text()), config)
-    return checkpoint
+def _previous_run(config: TrainConfig, run_dir: Path, main: bool) -> dict | None:
+    """The state of the interrupted run to resume (None for a new run), refusing a resume without a
+    usable checkpoint, a changed setting, and a new run into a folder that already holds one."""
+    if not config.resume:
+        if main and find_checkpoint(run_dir) is not None:
+            raise DeqaError(f"{run_dir} already holds a run: pass --resume to continue it, or choose "
+                            "another --out")
+        return None
+    checkpoint, state = load_checkpoint(run_dir)
+    if (run_dir / RUN_CONFIG).is_file():
+        try:
+            saved = json.loads((run_dir / RUN_CONFIG).read_text())
+        except ValueError as exc:
+            raise DeqaError(f"resume: {run_dir / RUN_CONFIG} is not readable JSON ({exc})") from None
+        check_resume(saved, config)
+    return {"checkpoint": checkpoint, "state": state}
 
 
 def prepare(config: TrainConfig) -> Run:
-    """Everything a run needs before its first step: the data (each metadata file read once), the
-    model, the pair stream, the optimizer and schedule, the state of an interrupted run when
-    resuming, and the run folder's settings and log."""
+    """Everything a run needs before its first step: the data (each metadata file read once, every
+    image checked readable), the model, the pair stream, the optimizer and schedule, the state of an
+    interrupted run when resuming, the run folder's lock, and its settings and log. Bad input is
+    refused before anything is written."""
     import transformers
 
     config.check()
     run_dir = Path(config.out)
+    check_run_folder(run_dir)
     device = resolve_device(config.device)
     dist = distributed.init(device)
     device = distributed.device_for(dist, device)
-    checkpoint = _find_run_checkpoint(config, run_dir, dist.is_main)
+    previous = _previous_run(config, run_dir, dist.is_main)
     validate_now = dist.is_main and config.eval_every >= 0
     splits = load_splits(config.data, ("train", "val") if validate_now else ("train",), label=config.label,
                          method=config.method, reference=config.reference_labels, nominal=config.nominal_scale)
     if splits["train"] is None:
         raise DeqaError(f"no rows in the 'train' split of {', '.join(map(str, config.data))}")
+    for part in splits.values():
+        if part is not None:
+            check_readable(part, progress=config.progress and dist.is_main)
     _check_model_ref(config.model)
 
     transformers.set_seed(config.seed)
+    checkpoint = previous["checkpoint"] if previous else None
     model, processor, mode, n_params = _load_model(config, device, checkpoint)
     lr = config.lr if config.lr is not None else default_lr(mode, n_params)
     level_ids = level_token_ids(processor.tokenizer)
@@ -266,15 +279,32 @@ def prepare(config: TrainConfig) -> Run:
               level_ids=level_ids, collator=Collator(processor, level_ids, train=True),
               train_data=splits["train"], val_data=splits.get("val"), stream=stream,
               optimizer=optimizer, scheduler=scheduler, loss=config.loss_settings(), mode=mode, total=total)
-    if checkpoint is not None:
-        _restore(run, checkpoint)
+    if previous is not None:
+        _restore(run, previous["state"])
     run.model = distributed.wrap_ddp(model, dist, device)
+    _claim_run_folder(run)
     _write_run_files(run, {"mode": mode, "lr": lr, "total_steps": total, "warmup_steps": warmup,
                            "parameters": n_params, "trainable": _trainable(run.model),
                            "train_images": _count_by_dataset(splits["train"]), "pairs_per_epoch": stream.per_epoch,
                            "world_size": dist.world_size, "device": device, "torch": torch.__version__,
                            "transformers": transformers.__version__})
     return run
+
+
+def _claim_run_folder(run: Run) -> None:
+    """Lock the run folder (rank 0) and look at it again under the lock: another run may have
+    written into it while this one was loading."""
+    if not run.dist.is_main:
+        return
+    run.lock = RunLock(run.run_dir).acquire()
+    try:
+        check_run_folder(run.run_dir)
+        if not run.config.resume and find_checkpoint(run.run_dir) is not None:
+            raise DeqaError(f"{run.run_dir} already holds a run: pass --resume to continue it, or choose "
+                            "another --out")
+    except DeqaError:
+        run.lock.release()
+        raise
 
 
 def _trainable(model) -> int:
@@ -291,10 +321,13 @@ def _write_run_files(run: Run, resolved: dict) -> None:
     if not run.dist.is_main:
         return
     run.run_dir.mkdir(parents=True, exist_ok=True)
-    (run.run_dir / RUN_CONFIG).write_text(json.dumps({**asdict(run.config), "resolved": resolved}, indent=1))
+    settings = {**asdict(run.config), "paths": resolved_paths(run.config), "resolved": resolved}
+    (run.run_dir / RUN_CONFIG).write_text(json.dumps(settings, indent=1))
     log = run.run_dir / METRICS_LOG
-    kept = [r for r in runlog.read_log(log, missing_ok=True) if r.get("step", 0) <= run.step]
+    kept = [r for r in runlog.read_log(log, missing_ok=True, drop_partial_last=True) if r.get("step", 0) <= run.step]
     runlog.write_rows(log, kept)
+    run.validated_steps = {r["step"] for r in kept if "val_srcc" in r or any(k.startswith("val_") for k in r)}
+    run.validation = _validation_from_row(next((r for r in reversed(kept) if r["step"] in run.validated_steps), {}))
 
 
 # ---------------------------------------------------------------------------------- the loop
@@ -304,13 +337,20 @@ def train(config: TrainConfig, loss_hook=None) -> TrainResult:
     docstring for what is written. ``loss_hook(step, loss_dict) -> loss_dict`` may change the losses
     of a step before the backward pass (tests use it to inject a NaN). Explained in notebook 04."""
     run = prepare(config)
-    stopped = training_loop(run, loss_hook)
-    return finish(run, stopped)
+    try:
+        with _stop_on_signals(run):
+            stopped = training_loop(run, loss_hook)
+            return finish(run, stopped)
+    finally:
+        if run.lock is not None:
+            run.lock.release()
 
 
 def training_loop(run: Run, loss_hook=None) -> bool:
-    """Steps until ``run.total`` (True when it stopped early at ``stop_at`` with a checkpoint).
-    On Ctrl-C the last completed step is checkpointed before the interrupt goes on."""
+    """Steps until ``run.total`` (True when it stopped early at ``stop_at`` with a checkpoint). A stop
+    signal (Ctrl-C, SIGTERM, SIGHUP) ends the run after the current step with a checkpoint of that
+    step; a second one stops at once, checkpointing the last completed step. A resumed run first
+    repeats a validation the interruption cut short."""
     from .setup import progress
 
     config = run.config
@@ -324,13 +364,16 @@ def training_loop(run: Run, loss_hook=None) -> bool:
     run.safe = (run.step, run.pairs_done, rng_state())
     run.model.train()
     try:
+        if _validation_due(run) and run.step not in run.validated_steps:
+            validate(run)
         while run.step < run.total:
             parts = train_step(run, micro_batches, loss_hook)
-            run.safe = (run.step, run.pairs_done, rng_state())
             bar.update(1)
             bar.set_postfix(loss=f"{parts['loss']:.4f}")
             _add_to_window(window, parts)
             after_step(run, window)
+            if run.stop_signal is not None:
+                raise Interrupted(run.stop_signal)
             if config.stop_at is not None and config.stop_at <= run.step < run.total:
                 checkpoint_now(run)
                 return True
@@ -338,11 +381,36 @@ def training_loop(run: Run, loss_hook=None) -> bool:
         bar.close()
         checkpoint_now(run)
         print(f"interrupted at step {run.step}: checkpoint saved in {run.run_dir / CHECKPOINT}; "
-              "run again with --resume to continue")
+              "run again with --resume to continue", flush=True)
         raise
     finally:
         bar.close()
     return False
+
+
+@contextlib.contextmanager
+def _stop_on_signals(run: Run):
+    """While the run trains, a stop signal asks it to stop after the current step; a second one (or
+    one outside a step's update) raises ``Interrupted`` at once. Only in the main thread, where
+    Python delivers signals; elsewhere (a notebook's worker thread) Ctrl-C keeps its default."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_signal(signum, frame):
+        if run.stop_signal is None or run.in_update:
+            run.stop_signal = signum
+            print(f"\nstopping after this step ({signal.Signals(signum).name}; send it again to stop at once)",
+                  flush=True)
+            return
+        raise Interrupted(signum)
+
+    before = {sig: signal.signal(sig, on_signal) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
 
 
 def train_step(run: Run, micro_batches, loss_hook=None) -> dict:
@@ -362,11 +430,14 @@ def train_step(run: Run, micro_batches, loss_hook=None) -> dict:
                                                config.max_grad_norm if config.max_grad_norm > 0 else float("inf"))
     if not torch.isfinite(grad_norm).item():
         _stop_on_nan(run.run_dir, run.step + 1, float(grad_norm), what="gradient norm")
+    run.in_update = True  # weights, schedule and counters change together: a signal waits for the end
     run.optimizer.step()
     run.scheduler.step()
     run.optimizer.zero_grad(set_to_none=True)
     run.step += 1
     run.pairs_done += config.batch_size * config.grad_accum
+    run.safe = (run.step, run.pairs_done, rng_state())
+    run.in_update = False
     return parts
 
 
@@ -381,10 +452,16 @@ def after_step(run: Run, window: dict) -> None:
                       "loss": mean["loss"], "fid": mean["fid"], "kl": (mean["kl_a"] + mean["kl_b"]) / 2,
                       "ce": (mean["ce_a"] + mean["ce_b"]) / 2, "lr": run.scheduler.get_last_lr()[0],
                       "seconds": run.seconds})
-    if config.eval_every and step % config.eval_every == 0 and step < run.total:
+    if _validation_due(run):
         validate(run)
     if config.save_every and step % config.save_every == 0 and step < run.total:
         checkpoint_now(run)
+
+
+def _validation_due(run: Run) -> bool:
+    """A periodic validation at this step (``eval_every``; the final one is ``finish``'s)."""
+    every = run.config.eval_every
+    return every > 0 and 0 < run.step < run.total and run.step % every == 0
 
 
 def _add_to_window(window: dict, parts: dict) -> None:
@@ -397,13 +474,16 @@ def log_row(run: Run, row: dict) -> None:
     """Append a row to the run's log (rank 0) and to ``run.history``."""
     row = runlog.clean_row(row)
     run.history.append(row)
+    if any(k.startswith("val_") for k in row):
+        run.validated_steps.add(row["step"])
     if run.dist.is_main:
         runlog.append_row(run.run_dir / METRICS_LOG, row)
 
 
 def validate(run: Run) -> None:
     """Score the validation images (at most ``eval_limit`` per data set) and log SRCC and PLCC per
-    data set and their means (``deqa.evaluate.per_dataset_table``)."""
+    data set and their means (``deqa.evaluate.per_dataset_table``). A data set too small to
+    correlate (fewer than 3 images, or a constant score) logs its ``n`` only."""
     from .evaluate import per_dataset_table
     from .infer import predict_data
 
@@ -413,14 +493,23 @@ def validate(run: Run) -> None:
     preds = predict_data(run.model, run.processor, run.val_data, config.eval_batch_size,
                          limit=config.eval_limit, seed=config.seed)
     table = per_dataset_table(preds)
-    run.validation = {name: {"srcc": row["srcc"], "plcc": row["plcc"], "n": int(row["n"])}
-                      for name, row in table.iterrows()}
-    row = {"step": run.step, "val_srcc": float(np.nanmean(table["srcc"])),
-           "val_plcc": float(np.nanmean(table["plcc"]))}
-    for name, v in run.validation.items():
-        row[f"val_srcc/{name}"] = v["srcc"]
-        row[f"val_plcc/{name}"] = v["plcc"]
+    small = table["n"] < 3
+    table.loc[small, ["srcc", "plcc"]] = np.nan
+    row = {"step": run.step}
+    if table["srcc"].notna().any():
+        row.update(val_srcc=float(table["srcc"].mean()), val_plcc=float(table["plcc"].mean()))
+    for name, r in table.iterrows():
+        row.update({f"val_srcc/{name}": r["srcc"], f"val_plcc/{name}": r["plcc"], f"val_n/{name}": int(r["n"])})
     log_row(run, row)
+    run.validation = _validation_from_row(row)
+
+
+def _validation_from_row(row: dict) -> dict:
+    """``{data set: {srcc, plcc, n}}`` of a validation row of the log (NaN where it was too small)."""
+    names = [k.split("/", 1)[1] for k in row if k.startswith("val_n/")]
+    return {name: {"srcc": row.get(f"val_srcc/{name}", float("nan")),
+                   "plcc": row.get(f"val_plcc/{name}", float("nan")), "n": row[f"val_n/{name}"]}
+            for name in names}
 
 
 def finish(run: Run, stopped: bool) -> TrainResult:
@@ -430,7 +519,8 @@ def finish(run: Run, stopped: bool) -> TrainResult:
     model_dir = None
     if not stopped:
         checkpoint_now(run)
-        validate(run)
+        if run.step not in run.validated_steps:  # a resumed run whose final save was cut short has it
+            validate(run)
         if run.dist.is_main:
             model_dir = save_model(run.model, run.processor, run.run_dir / "model",
                                    merge=run.config.merge and run.mode == "lora")
@@ -460,8 +550,7 @@ def checkpoint_now(run: Run) -> None:
     distributed.barrier(run.dist)
 
 
-def _restore(run: Run, checkpoint: Path) -> None:
-    state = torch.load(checkpoint / STATE_FILE, map_location="cpu", weights_only=False)
+def _restore(run: Run, state: dict) -> None:
     run.optimizer.load_state_dict(state["optimizer"])
     run.scheduler.load_state_dict(state["scheduler"])
     set_rng_state(state["rng"])
@@ -486,7 +575,8 @@ def run(args) -> int:
     if result.stopped:
         print(f"stopped at step {result.step}/{result.total_steps}; checkpoint in {result.run_dir / CHECKPOINT}")
         return 0
-    val = ", ".join(f"{k} SRCC {v['srcc']:.3f}" for k, v in result.validation.items())
+    val = ", ".join(f"{k} SRCC {v['srcc']:.3f}" if math.isfinite(v["srcc"]) else f"{k}: too few images to correlate "
+                    f"({v['n']})" for k, v in result.validation.items())
     print(f"trained {result.step} steps in {result.seconds:.0f} s -> {result.model_dir}"
           + (f" (validation: {val})" if val else ""))
     return 0

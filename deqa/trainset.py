@@ -84,6 +84,25 @@ def _select(labelled: list[pd.DataFrame], split: str, label: str, check_images: 
                      datasets=table["dataset"].astype(str).to_numpy())
 
 
+def check_readable(data: TrainData, progress: bool = True) -> None:
+    """Open every image of ``data`` before training starts (decoded at a reduced size where the format
+    allows), so that a corrupt file stops the run at once with its metadata file and row named rather
+    than in the middle of training."""
+    from PIL import Image
+
+    from .setup import progress as progress_bar
+
+    rows = zip(data.paths, data.table["_meta"], data.table["_row"], data.table["image"])
+    for path, meta, row, image in progress_bar(rows, total=len(data), desc="checking images", unit="img",
+                                               leave=False, disable=not progress):
+        try:
+            with Image.open(path) as im:
+                im.draft("RGB", (64, 64))  # JPEG: decode at 1/8 scale; every byte is still read
+                im.load()
+        except (OSError, ValueError) as exc:
+            raise DeqaError(f"{meta}: row {row} (image {image!r}): cannot read the image {path}: {exc}") from None
+
+
 def load_splits(metas, splits=("train", "val"), label: str = "soft", method: str = "cdf",
                 reference: bool = False, nominal: bool = False, check_images: bool = True) -> dict:
     """``{split: TrainData or None}`` from one reading of every metadata file: soft (or one-hot,
