@@ -11,8 +11,11 @@ Every reader returns a :class:`pandas.DataFrame` with the columns of :data:`SCHE
 ``split``      ``"train"``, ``"val"`` or ``"test"``
 =============  =========================================================================
 
-and, where the file has them, ``c1..c5`` (fractions of 1..5 ratings), ``n_ratings`` and ``ref``
-(the pristine reference of a synthetically distorted image). Facts about the scale live in
+and, where the file has them, ``c1..c5`` (fractions of 1..5 ratings), ``n_ratings``, ``ref`` (the
+pristine reference of a synthetically distorted image) and ``mos_0_100`` (KonIQ-10k's 0-100 MOS
+column: KonIQ's ``mos`` is the 1-5 mean rating, as DeQA-Score uses it). A DeQA-Score meta JSON also
+gives ``gt_score_norm``, ``std_norm`` (its mu and sigma on [1, 5]) and ``published_q_bad ..
+published_q_excellent`` (its ``level_probs``, reversed to bad..excellent). Facts about the scale live in
 ``DataFrame.attrs``: ``lo`` and ``hi`` (the nominal scale, ``None`` when not known),
 ``lower_is_better`` (``True`` for a DMOS), ``format`` and ``source`` (the file read), and ``scales``
 (``{dataset: {"lo", "hi", "lower_is_better"}}``, kept by :func:`combine`).
@@ -21,6 +24,10 @@ Formats (``format=``): ``koniq`` (official KonIQ-10k sets file), ``pyiqa`` (``me
 other CSVs whose columns are recognised by name), ``liqe`` (tab-separated path, mos, std),
 ``deqa_json`` (DeQA-Score meta JSON), ``qalign_json`` (Q-Align JSON) and ``csv`` (this schema, as
 written by ``python -m deqa synth``). data/README.md describes each format and its quirks.
+
+:func:`to_levels` turns a table into mu, sigma on [1, 5] and soft labels; with ``method="official"``
+(the default) each data set gets the discretisation the published configuration gives it
+(:func:`official_method`).
 """
 from __future__ import annotations
 
@@ -32,29 +39,39 @@ import numpy as np
 import pandas as pd
 
 from .errors import DeqaError
+from .levels import CENTERS, LEVELS
 
 SCHEMA = ("image", "mos", "std", "dataset", "split")
 HISTOGRAM = ("c1", "c2", "c3", "c4", "c5")
-OPTIONAL = HISTOGRAM + ("n_ratings", "ref")
+OPTIONAL = HISTOGRAM + ("n_ratings", "ref", "mos_0_100")
 SPLITS = ("train", "val", "test")
-LEVEL_COLUMNS = ("q_bad", "q_poor", "q_fair", "q_good", "q_excellent")
+LEVEL_COLUMNS = tuple(f"q_{name}" for name in LEVELS)
 FORMATS = ("koniq", "pyiqa", "liqe", "deqa_json", "qalign_json", "csv")
+METHODS = ("official", "cdf", "pdf")
 
-#: KonIQ-10k's SD is on the 1-5 rating scale; 1..5 mapped linearly onto 0..100 stretches it by 100/4.
-KONIQ_SD_TO_MOS_SCALE = 25.0
+#: A DeQA-Score meta JSON's own mu and sigma on [1, 5] (its field names, kept as columns).
+PUBLISHED_MU, PUBLISHED_SIGMA = "gt_score_norm", "std_norm"
+#: Its own labels (``level_probs``, excellent..bad in the file), bad..excellent.
+PUBLISHED_LEVEL_COLUMNS = tuple(f"published_q_{name}" for name in LEVELS)
+#: Data sets the published DeQA-Score configuration labels with ``pdf``; every other one gets ``cdf``.
+OFFICIAL_PDF_DATASETS = ("koniq10k", "kadid10k")
+#: KonIQ-10k read as DeQA-Score reads it: the mean of the 1-5 ratings and their SD.
+KONIQ_SCALE = (1.0, 5.0, False)
 
 _SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "val",
                 "validation": "val", "test": "test", "testing": "test"}
 _KONIQ_PYIQA_SPLIT_CODES = {0: "train", 1: "val", 2: "test"}
 
-# Nominal scale and direction of the MOS column in the pyiqa / official / Q-Align copies
-# (the values those files hold, per data set). LIQE's txt files use other scales (see README).
+# Nominal scale and direction of the MOS column in the pyiqa / Q-Align copies (the values those files
+# hold, per data set; KonIQ's 0-100 is Q-Align's). LIQE's txt files use other scales (see README);
+# the KonIQ readers give the 1-5 mean rating (KONIQ_SCALE), and so do DeQA-Score's JSONs.
 _NOMINAL = {
     "koniq10k": (0.0, 100.0, False), "kadid10k": (1.0, 5.0, False), "spaq": (0.0, 100.0, False),
     "livec": (0.0, 100.0, False), "csiq": (0.0, 1.0, True), "live": (0.0, 100.0, True),
     "livemd": (0.0, 100.0, True), "tid2013": (0.0, 9.0, False), "tid2008": (0.0, 9.0, False),
     "koniq10k++": (1.0, 5.0, False), "flive": (0.0, 100.0, False),
 }
+_NOMINAL_BY_FORMAT = {"deqa_json": {"koniq10k": KONIQ_SCALE}}
 _DATASET_ALIASES = {
     "koniq": "koniq10k", "koniq10k_distributions_sets": "koniq10k", "kadid": "kadid10k",
     "livechallenge": "livec", "clive": "livec", "live_challenge": "livec", "liveiqa": "live",
@@ -83,7 +100,8 @@ def read_metadata(path, format: str = "auto", dataset: str | None = None,
     ``format``: ``"auto"`` (from the extension and the columns) or one of :data:`FORMATS`.
     ``dataset``: the name written to the ``dataset`` column (default: guessed from the file name).
     ``split``: for a file without a split column, the split of every row (default ``"test"``);
-    for a file with one, keep only the rows of that split.
+    for a file with one, keep only the rows of that split. A DeQA-Score JSON named ``train_*``,
+    ``val_*`` or ``test_*`` is that split.
     Options: ``lo``, ``hi`` (nominal scale), ``lower_is_better``, ``std_scale`` (multiply std),
     ``std_is_variance`` (take the square root of the std column), ``keep_extra`` (keep the file's
     other columns). Bad input raises :class:`DeqaError` naming the file and the row.
@@ -103,9 +121,19 @@ def read_metadata(path, format: str = "auto", dataset: str | None = None,
         raise DeqaError(f"{path}: unknown metadata format {format!r}; use 'auto' or one of {FORMATS}")
     guessed = guess_dataset(path)
     name = dataset or guessed
-    facts = guessed if guessed in _NOMINAL else name.lower()  # known scale facts follow the file
-    table, info = _READERS[fmt](path, facts, opts)
-    return _finish(table, info, path, fmt, name, split, opts)
+    scale_key = guessed if guessed in _NOMINAL else name.lower()  # known scale facts follow the file
+    table, info = _READERS[fmt](path)
+    return _to_schema(table, info, _nominal_scale(fmt, scale_key, info), path, fmt, name, split, opts)
+
+
+def _nominal_scale(fmt: str, scale_key: str, info: dict) -> tuple:
+    """(lo, hi, lower_is_better) of a file: what its format fixes, else the known facts of the data
+    set ``scale_key`` in that format, else the reader's guess for a data set it does not know."""
+    if "scale" in info:
+        return info["scale"]
+    lo, hi, lower = (_NOMINAL_BY_FORMAT.get(fmt, {}).get(scale_key) or _NOMINAL.get(scale_key)
+                     or info.get("scale_if_unknown") or (None, None, False))
+    return lo, hi, info.get("lower_is_better", lower)
 
 
 def detect_format(path) -> str:
@@ -142,21 +170,32 @@ def guess_dataset(path) -> str:
     return _DATASET_ALIASES.get(name, name)
 
 
-def _read_koniq(path, name, opts):
+def _koniq_table(raw: pd.DataFrame, path, image_col: str, mos_col: str, sd_col: str) -> pd.DataFrame:
+    """KonIQ-10k as DeQA-Score reads it: ``mos`` = the mean of the 1-5 ratings, sum_k k c_k, from the
+    histogram; ``std`` = SD (already on 1-5); the 0-100 MOS column (z-scored, rescaled; what pyiqa and
+    Q-Align call MOS) kept as ``mos_0_100``."""
+    images = raw[image_col].astype(str)
+    hist = np.column_stack([_numeric(raw[col], col, path, images) for col in HISTOGRAM])
+    _raise_first(~np.all(np.isfinite(hist), axis=1), str(path), images,
+                 "c1..c5 are missing (the 1-5 mean rating is computed from them)")
+    table = pd.DataFrame({"image": raw[image_col], "mos": hist @ CENTERS,
+                          "std": _numeric(raw[sd_col], sd_col, path, images)})
+    for k, col in enumerate(HISTOGRAM):
+        table[col] = hist[:, k]
+    table["n_ratings"] = raw["c_total"]
+    table["mos_0_100"] = _numeric(raw[mos_col], mos_col, path, images)
+    return table
+
+
+def _read_koniq(path):
     raw = _read_csv(path)
-    _require(raw, ("image_name", "MOS", "SD", "set"), path)
-    table = pd.DataFrame({"image": raw["image_name"], "mos": raw["MOS"],
-                          "std": _numeric(raw["SD"], "SD", path, raw["image_name"]) * KONIQ_SD_TO_MOS_SCALE,
-                          "split": raw["set"]})
-    for col in HISTOGRAM:
-        if col in raw:
-            table[col] = raw[col]
-    if "c_total" in raw:
-        table["n_ratings"] = raw["c_total"]
-    return table, {"lo": 0.0, "hi": 100.0, "lower_is_better": False, "extra": raw}
+    _require(raw, ("image_name", *HISTOGRAM, "c_total", "MOS", "SD", "set"), path)
+    table = _koniq_table(raw, path, "image_name", "MOS", "SD")
+    table["split"] = raw["set"]
+    return table, {"scale": KONIQ_SCALE, "extra": raw}
 
 
-def _read_pyiqa(path, name, opts):
+def _read_pyiqa(path):
     raw = _read_csv(path)
     image_col = _pick(raw, _IMAGE_COLUMNS)
     mos_col = _pick(raw, _MOS_COLUMNS)
@@ -165,39 +204,32 @@ def _read_pyiqa(path, name, opts):
                         f"({', '.join(_MOS_COLUMNS)}) among {list(raw.columns)}")
     std_col = _pick(raw, _STD_COLUMNS)
     ref_col = _pick(raw, _REF_COLUMNS)
-    table = pd.DataFrame({"image": raw[image_col], "mos": raw[mos_col]})
-    std = (_numeric(raw[std_col], std_col, path, raw[image_col]) if std_col
-           else pd.Series(np.nan, index=raw.index))
-    lo, hi, lower = _NOMINAL.get(name, (None, None, False))
-    variance = False
     columns = set(raw.columns)
-    if {"split", "c_total"} <= columns and set(HISTOGRAM) <= columns:
-        # pyiqa's KonIQ-10k copy: same numbers as the official file, split coded 0/1/2.
-        std = std * KONIQ_SD_TO_MOS_SCALE
+    info = {"extra": raw}
+    if {"split", "c_total"} <= columns and set(HISTOGRAM) <= columns and std_col is not None:
+        # pyiqa's KonIQ-10k copy: the official file's numbers, split coded 0/1/2
+        table = _koniq_table(raw, path, image_col, mos_col, std_col)
         codes = pd.to_numeric(raw["split"], errors="coerce")
         table["split"] = codes.map(_KONIQ_PYIQA_SPLIT_CODES).fillna(raw["split"].astype(str))
-        table["n_ratings"] = raw["c_total"]
-        for col in HISTOGRAM:
-            table[col] = raw[col]
-        lo, hi, lower = _NOMINAL["koniq10k"]
-    elif "split" in columns:
-        table["split"] = raw["split"]
+        info["scale"] = KONIQ_SCALE
+    else:
+        table = pd.DataFrame({"image": raw[image_col], "mos": raw[mos_col]})
+        table["std"] = (_numeric(raw[std_col], std_col, path, raw[image_col]) if std_col
+                        else pd.Series(np.nan, index=raw.index))
+        if "split" in columns:
+            table["split"] = raw["split"]
     if mos_col.lower() == "dmos" and std_col is not None:
         # pyiqa's KADID-10k copy: the official dmos.csv with `var` renamed `std` (LIQE's std is the
-        # square root of it); its "dmos" is a quality MOS, higher is better.
-        variance, lower = True, False
-        if lo is None:
-            lo, hi = _NOMINAL["kadid10k"][:2]
+        # square root of it); its "dmos" is a quality MOS on 1-5, higher is better.
+        info.update(std_is_variance=True, lower_is_better=False, scale_if_unknown=(1.0, 5.0, False))
     elif mos_col.lower() == "dmos":
-        lower = True  # CSIQ, LIVE-MD: a true DMOS, lower is better
+        info["lower_is_better"] = True  # CSIQ, LIVE-MD: a true DMOS, lower is better
     if ref_col is not None and ref_col != image_col:
         table["ref"] = raw[ref_col]
-    table["std"] = std
-    return table, {"lo": lo, "hi": hi, "lower_is_better": lower, "std_is_variance": variance,
-                   "extra": raw}
+    return table, info
 
 
-def _read_liqe(path, name, opts):
+def _read_liqe(path):
     try:
         raw = pd.read_csv(path, sep="\t", header=None, dtype={0: str}, keep_default_na=False,
                           na_values=[""])
@@ -208,21 +240,55 @@ def _read_liqe(path, name, opts):
                         f"found {raw.shape[1]} column(s)")
     table = pd.DataFrame({"image": raw[0], "mos": raw[1]})
     table["std"] = _numeric(raw[2], "std", path, raw[0]) if raw.shape[1] > 2 else np.nan
-    return table, {"lo": None, "hi": None, "lower_is_better": False, "extra": None}
+    return table, {"scale": (None, None, False), "extra": None}
 
 
-def _read_deqa_json(path, name, opts):
+def _read_deqa_json(path):
     raw = _json_frame(path)
     _require(raw, ("image", "gt_score"), path)
-    table = pd.DataFrame({"image": raw["image"], "mos": raw["gt_score"]})
-    table["std"] = _numeric(raw["std"], "std", path, raw["image"]) if "std" in raw else np.nan
+    images = raw["image"]
+    table = pd.DataFrame({"image": images, "mos": raw["gt_score"]})
+    table["std"] = _numeric(raw["std"], "std", path, images) if "std" in raw else np.nan
     if "split" in raw:
         table["split"] = raw["split"]
-    lo, hi, lower = _NOMINAL.get(name, (None, None, False))
-    return table, {"lo": lo, "hi": hi, "lower_is_better": lower, "extra": raw}
+    elif _split_from_name(path):
+        table["split"] = _split_from_name(path)
+    for col in (PUBLISHED_MU, PUBLISHED_SIGMA):
+        if col in raw:
+            table[col] = _numeric(raw[col], col, path, images)
+    if PUBLISHED_SIGMA in table:
+        _raise_first(table[PUBLISHED_SIGMA].to_numpy() < 0, str(path), images, "std_norm is negative")
+    if "level_probs" in raw:
+        given = _published_levels(raw["level_probs"], path, images)
+        for k, col in enumerate(PUBLISHED_LEVEL_COLUMNS):
+            table[col] = given[:, k]
+    return table, {"extra": raw}
 
 
-def _read_qalign_json(path, name, opts):
+def _split_from_name(path) -> str | None:
+    """'train_koniq_7k.json' -> 'train', 'test_spaq_2k.json' -> 'test' (DeQA-Score's meta JSONs)."""
+    match = re.match(r"(train|val|test)_", Path(path).name.lower())
+    return match.group(1) if match else None
+
+
+def _published_levels(values: pd.Series, path, images) -> np.ndarray:
+    """DeQA-Score's ``level_probs`` (excellent..bad) as (N, 5) bad..excellent; NaN rows where absent."""
+    out = np.full((len(values), 5), np.nan)
+    for i, value in enumerate(values):
+        if not isinstance(value, (list, tuple)) and pd.isna(value):
+            continue
+        try:
+            row = np.asarray(value, dtype=float)
+        except (TypeError, ValueError):
+            row = np.full(1, np.nan)
+        if row.shape != (5,) or not np.all(np.isfinite(row) & (row >= 0)):
+            raise DeqaError(f"{path}: row {i + 1} (image {images.iloc[i]!r}): level_probs must be five "
+                            f"non-negative numbers, excellent..bad; got {value!r}")
+        out[i] = row[::-1]
+    return out
+
+
+def _read_qalign_json(path):
     raw = _json_frame(path)
     image_col = "image" if "image" in raw else ("img_path" if "img_path" in raw else None)
     if image_col is None:
@@ -235,11 +301,10 @@ def _read_qalign_json(path, name, opts):
     elif "gt_score" not in raw:
         raise DeqaError(f"{path}: Q-Align JSON entries need 'gt_score' or an 'id' of the form NAME->SCORE")
     table = pd.DataFrame({"image": raw[image_col], "mos": score, "std": np.nan})
-    lo, hi, lower = _NOMINAL.get(name, (None, None, False))
-    return table, {"lo": lo, "hi": hi, "lower_is_better": lower, "extra": raw}
+    return table, {"extra": raw}
 
 
-def _read_schema_csv(path, name, opts):
+def _read_schema_csv(path):
     raw = _read_csv(path)
     _require(raw, ("image", "mos"), path)
     table = raw.copy()
@@ -247,8 +312,7 @@ def _read_schema_csv(path, name, opts):
         table["std"] = np.nan
     else:
         table["std"] = _numeric(raw["std"], "std", path, raw["image"])
-    lo, hi, lower = _synthetic_scale(path)
-    return table, {"lo": lo, "hi": hi, "lower_is_better": lower, "extra": None}
+    return table, {"scale": _synthetic_scale(path), "extra": None}
 
 
 # The score scales of ``python -m deqa synth``, named in the params.json beside each meta.csv.
@@ -317,7 +381,10 @@ def validate(df: pd.DataFrame, source: str = "table") -> pd.DataFrame:
     return df
 
 
-def _finish(table, info, path, fmt, name, split, opts):
+def _to_schema(table, info, nominal, path, fmt, name, split, opts):
+    """A reader's raw table in the schema: numbers checked, std as given or from a variance,
+    ``dataset`` and ``split`` filled, columns ordered, validated; ``split`` selected; the scale
+    facts (``nominal`` = (lo, hi, lower_is_better), overridden by ``opts``) in ``attrs``."""
     source = str(path)
     images = table["image"].astype(str).where(table["image"].notna(), None)
     table["image"] = images
@@ -356,9 +423,9 @@ def _finish(table, info, path, fmt, name, split, opts):
         table = table[table["split"] == split].reset_index(drop=True)
         if len(table) == 0:
             raise DeqaError(f"{source}: no rows in split {split!r}")
-    lo = opts.get("lo", info["lo"])
-    hi = opts.get("hi", info["hi"])
-    lower = bool(opts.get("lower_is_better", info["lower_is_better"]))
+    lo = opts.get("lo", nominal[0])
+    hi = opts.get("hi", nominal[1])
+    lower = bool(opts.get("lower_is_better", nominal[2]))
     table = table.reset_index(drop=True)
     table.attrs = {"lo": lo, "hi": hi, "lower_is_better": lower, "format": fmt, "source": path.name,
                    "scales": {d: {"lo": lo, "hi": hi, "lower_is_better": lower}
@@ -447,20 +514,64 @@ def combine(tables, check_overlap: bool = True, by: str = "path") -> pd.DataFram
 
 # ---------------------------------------------------------------------------------- soft labels
 
-def to_levels(df: pd.DataFrame, lo=None, hi=None, method: str = "cdf", reference: bool = False,
+def official_method(dataset: str) -> str:
+    """The discretisation the published DeQA-Score configuration gives a data set: ``"pdf"`` for
+    KonIQ-10k and KADID-10k, ``"cdf"`` for SPAQ and for every data set it does not name.
+
+    The name is lower-cased and stripped of spaces, ``-`` and ``_``, then compared with
+    :data:`OFFICIAL_PDF_DATASETS` and their short aliases (``koniq``, ``kadid``): ``KonIQ-10k`` and
+    ``kadid10k`` match; ``koniq10k++`` (another annotation) and the synthetic ``synth-koniq`` do not,
+    because the published choice was made for the real data sets' spreads, not for anything named
+    after them. Explained in notebook 02.
+    """
+    key = re.sub(r"[\s_-]", "", str(dataset).lower())
+    return "pdf" if _DATASET_ALIASES.get(key, key) in OFFICIAL_PDF_DATASETS else "cdf"
+
+
+def to_levels(df: pd.DataFrame, lo=None, hi=None, method: str = "official", reference: bool = False,
               nominal: bool = False) -> pd.DataFrame:
     """Add ``mu``, ``sigma`` (the score on [1, 5]) and the soft labels ``q_bad .. q_excellent``.
 
     Each data set in the table is rescaled on its own (``deqa.levels.rescale``): between ``lo`` and
     ``hi`` when given, else its nominal scale from ``attrs`` when ``nominal=True`` and known, else
     its observed min and max MOS (the published implementation's choice: call this on the whole
-    data set, not a split, or pass the scale). A DMOS (``attrs`` lower_is_better) is flipped.
-    Rows with no std get the two-level label (``deqa.soft_label.soft_labels``).
+    data set, not a split, or pass the scale). A DMOS (``attrs`` lower_is_better) is flipped. Rows
+    that carry a DeQA-Score JSON's own ``gt_score_norm`` / ``std_norm`` keep them as mu / sigma.
+    ``method``: ``"official"`` (per data set, :func:`official_method`), ``"cdf"`` or ``"pdf"``; the
+    method each data set got is in ``attrs["methods"]``. ``reference``: the published label builder;
+    rows with the JSON's own ``level_probs`` then take those as they are. Rows with no std get the
+    two-level label (``deqa.soft_label.soft_labels``). Explained in notebooks 01 and 02.
     """
-    from .levels import rescale
     from .soft_label import soft_labels
 
-    validate(df, df.attrs.get("source", "table"))
+    _require(df, ("image", "mos", "std", "dataset"), df.attrs.get("source", "table"))
+    if method not in METHODS:
+        raise DeqaError(f"to_levels: unknown method {method!r}; use one of {METHODS}")
+    mu, sigma = _level_scale(df, lo, hi, nominal)
+    names = df["dataset"].astype(str).to_numpy()
+    methods = {name: official_method(name) if method == "official" else method for name in pd.unique(names)}
+    q = np.zeros((len(df), 5))
+    for name, used in methods.items():
+        rows = np.flatnonzero(names == name)
+        q[rows] = soft_labels(np.clip(mu[rows], 1.0, 5.0), sigma[rows], method=used, reference=reference)
+    if reference and all(col in df.columns for col in PUBLISHED_LEVEL_COLUMNS):
+        given = df[list(PUBLISHED_LEVEL_COLUMNS)].to_numpy(dtype=float)
+        rows = np.all(np.isfinite(given), axis=1)
+        q[rows] = given[rows]
+    out = df.copy()
+    out["mu"] = mu
+    out["sigma"] = sigma
+    for k, col in enumerate(LEVEL_COLUMNS):
+        out[col] = q[:, k]
+    out.attrs = {**df.attrs, "methods": methods}
+    return out
+
+
+def _level_scale(df: pd.DataFrame, lo, hi, nominal: bool):
+    """mu and sigma on [1, 5] for every row (see ``to_levels``): rescaled per data set, then the
+    published mu / sigma where a row has them."""
+    from .levels import rescale
+
     scales = df.attrs.get("scales", {})
     mu = np.empty(len(df))
     sigma = np.empty(len(df))
@@ -482,20 +593,13 @@ def to_levels(df: pd.DataFrame, lo=None, hi=None, method: str = "cdf", reference
             i = rows[int(np.flatnonzero(outside)[0])]
             raise DeqaError(f"to_levels: dataset {name!r}: row {i + 1} (image {df['image'].iloc[i]!r}) "
                             f"has MOS {df['mos'].iloc[i]:.6g} outside the scale [{lo_}, {hi_}]")
-    out = df.copy()
-    out["mu"] = mu
-    out["sigma"] = sigma
-    q = soft_labels(np.clip(mu, 1.0, 5.0), sigma, method=method, reference=reference)
-    for k, col in enumerate(LEVEL_COLUMNS):
-        out[col] = q[:, k]
-    return out
-
-
-def make_synthetic(out_dir, **kw) -> pd.DataFrame:
-    """Write the embedded synthetic data set(s) to ``out_dir``: see ``deqa.synth.make_synthetic``."""
-    from .synth import make_synthetic as _make
-
-    return _make(out_dir, **kw)
+    if PUBLISHED_MU in df.columns:
+        given_mu = df[PUBLISHED_MU].to_numpy(dtype=float)
+        given_sigma = (df[PUBLISHED_SIGMA].to_numpy(dtype=float) if PUBLISHED_SIGMA in df.columns
+                       else np.full(len(df), np.nan))
+        rows = np.isfinite(given_mu)
+        mu[rows], sigma[rows] = given_mu[rows], given_sigma[rows]
+    return mu, sigma
 
 
 # ------------------------------------------------------------------------------------- helpers
