@@ -59,7 +59,7 @@ def evaluate_predictions(preds: pd.DataFrame) -> pd.DataFrame:
                                  pred_probs=pred_q[has_std], human_probs=human_q[has_std])
         rows.append({"test_set": name, "n": len(part),
                      "plcc": plcc(part["score"], part["mu"]), "srcc": srcc(part["score"], part["mu"]),
-                     **{k: float(gaps[k].mean()) for k in ("kl", "js", "w1", "w2")}})
+                     **{k: float(gaps[c].mean()) for k, c in (("kl", "kl"), ("js", "js_levels"), ("w1", "w1_levels"), ("w2", "w2"))}})
     return pd.DataFrame(rows)
 
 

@@ -6,8 +6,10 @@ Two kinds of numbers:
   (Kendall tau-b, rank), and PLCC after the 4-parameter logistic fit that IQA papers apply before
   PLCC, f(x) = (b1 - b2) / (1 + exp(-(x - b3) / |b4|)) + b2.
 * **Gaps between distributions** (per image, then averaged): closed-form Gaussian KL(human || predicted),
-  the Gaussian Wasserstein-2 distance, and - on the five-level probabilities - the Jensen-Shannon
-  divergence and the Wasserstein-1 distance.
+  the Gaussian Wasserstein-2 distance, the published Gaussian "JS" (``gaussian_js``: KL to a
+  moment-matched midpoint, what DeQA-Score's evaluation reports as JS), and - on the five-level
+  probabilities - the Jensen-Shannon divergence and the Wasserstein-1 distance (``js_levels``,
+  ``w1_levels``). The two JS are different quantities: compare each only with itself.
 
 ``evaluate_table`` joins a predictions CSV (``python -m deqa score``) to data-set metadata and gives
 one row of all of these per data set; ``python -m deqa evaluate`` prints it.
@@ -33,6 +35,10 @@ SIGMA_FLOOR = 1e-3
 PROB_COLUMNS = tuple(f"p_{name}" for name in LEVELS)
 #: Columns of the human five-level label (the soft label q) after ``human_distribution``.
 HUMAN_PROB_COLUMNS = tuple(f"q_{name}" for name in LEVELS)
+#: Columns of ``distribution_gaps``, in order (the last two only when level probabilities are given).
+GAP_COLUMNS = ("kl", "w2", "js_gaussian", "js_levels", "w1_levels")
+#: eps of the published Gaussian KL and "JS" (added to the first spread and to 2 sigma_2^2).
+PUBLISHED_EPS = 1e-8
 #: Columns of ``evaluate_table``, in order (the index is the data set name).
 TABLE_COLUMNS = ("n", "plcc", "plcc_logistic", "srcc", "krcc", "kl", "js", "w1", "w2")
 MIN_POINTS_FOR_FIT = 5  #: the logistic has 4 parameters; fewer points cannot constrain it
@@ -195,6 +201,30 @@ def gaussian_kl(human_mu, human_sigma, pred_mu, pred_sigma) -> np.ndarray:
     return np.log(s_p / s_h) + (s_h**2 + diff**2) / (2.0 * s_p**2) - 0.5
 
 
+def _published_gaussian_kl(mu_1, sigma_1, mu_2, sigma_2) -> np.ndarray:
+    """KL(N1 || N2) as DeQA-Score's evaluation writes it, eps in two places:
+    log(s_2 / (s_1 + eps)) + (s_1^2 + (m_1 - m_2)^2) / (2 s_2^2 + eps) - 1/2."""
+    eps = PUBLISHED_EPS
+    return np.log(sigma_2 / (sigma_1 + eps)) + (sigma_1**2 + (mu_1 - mu_2) ** 2) / (2 * sigma_2**2 + eps) - 0.5
+
+
+def gaussian_js(mu_a, sigma_a, mu_b, sigma_b) -> np.ndarray:
+    """The published Gaussian "JS" per image: 0.5 KL(N_a || M) + 0.5 KL(N_b || M) with the moment-matched
+    midpoint M = N((m_a + m_b) / 2, sqrt((s_a^2 + s_b^2) / 2)) and the published eps terms.
+
+    Not the Jensen-Shannon divergence of the two Gaussians (whose midpoint is their mixture, not a
+    Gaussian): it is what DeQA-Score reports as JS, so compare it with the paper's numbers and
+    ``js_levels`` with itself. Symmetric in a and b; no spread floor (two zero spreads give -inf, as
+    published). Explained in notebook 05.
+    """
+    mu_a, mu_b = np.asarray(mu_a, dtype=float), np.asarray(mu_b, dtype=float)
+    sigma_a, sigma_b = np.asarray(sigma_a, dtype=float), np.asarray(sigma_b, dtype=float)
+    mu_m = 0.5 * (mu_a + mu_b)
+    sigma_m = np.sqrt(0.5 * (sigma_a**2 + sigma_b**2))
+    return 0.5 * _published_gaussian_kl(mu_a, sigma_a, mu_m, sigma_m) + 0.5 * _published_gaussian_kl(
+        mu_b, sigma_b, mu_m, sigma_m)
+
+
 def gaussian_w2(mu_a, sigma_a, mu_b, sigma_b) -> np.ndarray:
     """Wasserstein-2 distance between two 1-D Gaussians: sqrt((m_a - m_b)^2 + (s_a - s_b)^2)."""
     mu_a, mu_b = np.asarray(mu_a, dtype=float), np.asarray(mu_b, dtype=float)
@@ -208,10 +238,10 @@ def _xlogy_ratio(p: np.ndarray, m: np.ndarray) -> np.ndarray:
     return p * np.log(ratio)
 
 
-def jensen_shannon(p, q) -> np.ndarray:
-    """Jensen-Shannon divergence per row of (N, 5) probabilities, in nats (natural log, max log 2).
-
-    JS = (KL(p || m) + KL(q || m)) / 2 with m = (p + q) / 2. Rows are normalised to sum 1 first.
+def js_levels(p, q) -> np.ndarray:
+    """Jensen-Shannon divergence per row between five-level distributions (N, 5), in nats (natural
+    log, at most log 2). JS = (KL(p || m) + KL(q || m)) / 2 with m = (p + q) / 2, the mixture.
+    Rows are normalised to sum 1 first. Not the published Gaussian "JS" (``gaussian_js``).
     """
     p, q = _probabilities(p, "p"), _probabilities(q, "q")
     _same_length(p=p, q=q)
@@ -219,7 +249,11 @@ def jensen_shannon(p, q) -> np.ndarray:
     return 0.5 * (_xlogy_ratio(p, m).sum(axis=1) + _xlogy_ratio(q, m).sum(axis=1))
 
 
-def wasserstein1_levels(p, q) -> np.ndarray:
+#: Former name of ``js_levels``, kept while notebooks 01, 02 and 05 call it.
+jensen_shannon = js_levels
+
+
+def w1_levels(p, q) -> np.ndarray:
     """Wasserstein-1 (earth mover's) distance per row between five-level distributions.
 
     With unit spacing between the level centres it is the sum over levels of |CDF_p - CDF_q|.
@@ -233,12 +267,13 @@ def wasserstein1_levels(p, q) -> np.ndarray:
 def distribution_gaps(pred_mu, pred_sigma, human_mu, human_sigma, pred_probs=None, human_probs=None):
     """Per-image gaps between the predicted and the human score distribution, on the 1-5 scale.
 
-    Columns: ``kl`` = KL(human || predicted) of the two Gaussians (spreads floored at ``SIGMA_FLOOR``),
-    ``w2`` = their Wasserstein-2 distance and, when both (N, 5) level probabilities are given,
-    ``js`` = Jensen-Shannon divergence (natural log) and ``w1`` = Wasserstein-1 between the five-level
-    distributions. Returns a DataFrame with one row per image; ``.attrs["mean"]`` holds the averages
-    (also ``gaps.mean()``). Inputs may be numpy arrays or pandas columns; NaN and length mismatches
-    raise DeqaError.
+    Columns (``GAP_COLUMNS``): ``kl`` = KL(human || predicted) of the two Gaussians (spreads floored
+    at ``SIGMA_FLOOR``), ``w2`` = their Wasserstein-2 distance, ``js_gaussian`` = the published
+    Gaussian "JS" (``gaussian_js``, the number DeQA-Score reports) and, when both (N, 5) level
+    probabilities are given, ``js_levels`` = the Jensen-Shannon divergence (natural log) and
+    ``w1_levels`` = the Wasserstein-1 distance between the five-level distributions. Returns a
+    DataFrame with one row per image; ``.attrs["mean"]`` holds the averages (also ``gaps.mean()``).
+    Inputs may be numpy arrays or pandas columns; NaN and length mismatches raise DeqaError.
     """
     arrays = {"pred_mu": _vector(pred_mu, "pred_mu"), "pred_sigma": _vector(pred_sigma, "pred_sigma"),
               "human_mu": _vector(human_mu, "human_mu"), "human_sigma": _vector(human_sigma, "human_sigma")}
@@ -250,6 +285,8 @@ def distribution_gaps(pred_mu, pred_sigma, human_mu, human_sigma, pred_probs=Non
     gaps = pd.DataFrame({
         "kl": gaussian_kl(arrays["human_mu"], arrays["human_sigma"], arrays["pred_mu"], arrays["pred_sigma"]),
         "w2": gaussian_w2(arrays["human_mu"], arrays["human_sigma"], arrays["pred_mu"], arrays["pred_sigma"]),
+        "js_gaussian": gaussian_js(arrays["human_mu"], arrays["human_sigma"], arrays["pred_mu"],
+                                   arrays["pred_sigma"]),
     })
     if (pred_probs is None) != (human_probs is None):
         raise DeqaError("give both pred_probs and human_probs (or neither) for the five-level gaps")
@@ -257,8 +294,8 @@ def distribution_gaps(pred_mu, pred_sigma, human_mu, human_sigma, pred_probs=Non
         p = _probabilities(pred_probs, "pred_probs")
         q = _probabilities(human_probs, "human_probs")
         _same_length(pred_mu=arrays["pred_mu"], pred_probs=p, human_probs=q)
-        gaps["js"] = jensen_shannon(q, p)
-        gaps["w1"] = wasserstein1_levels(q, p)
+        gaps["js_levels"] = js_levels(q, p)
+        gaps["w1_levels"] = w1_levels(q, p)
     gaps.attrs["mean"] = {col: float(gaps[col].mean()) if n else float("nan") for col in gaps.columns}
     return gaps
 
@@ -423,7 +460,7 @@ def _dataset_row(part: pd.DataFrame) -> tuple[dict, bool]:
         gaps = distribution_gaps(rows["score"], rows["pred_std"], rows["human_mu"], rows["human_sigma"],
                                  rows[list(PROB_COLUMNS)] if has_probs else None,
                                  rows[list(HUMAN_PROB_COLUMNS)] if has_probs else None)
-        row.update(gaps.attrs["mean"])
+        row.update({{"js_levels": "js", "w1_levels": "w1"}.get(k, k): v for k, v in gaps.attrs["mean"].items()})
     return row, ok
 
 
