@@ -30,7 +30,7 @@ SIGMA_MIN = 0.2  #: below this spread the label falls back to the two-level labe
 REF_MEAN_TOL = 0.1  #: reference mode: largest |mean(q) - mu| accepted before falling back
 MAX_ACTIVE_SET_ROUNDS = 4
 MODES = ("default", "reference", "active_set")
-PROJECTION_TOL = 1e-10  #: default mode: Newton stops at |log(A/B)| <= this (mean within 4e-10 of mu)
+PROJECTION_TOL = 1e-9  #: default mode: Newton stops at |log(A/B)| <= this (mean within 4e-9 of mu)
 MAX_NEWTON_STEPS = 50  #: default mode: rows not solved by then fall back (none on any data seen)
 LAMBDA_MAX = 300.0  #: default mode: |lambda| bound, so exp(lambda (c - 3)) stays finite
 LAMBDA_START = 15.0  #: default mode: bound on the first guess (|lambda| < 3 on real labels, < 15 on any row seen)
@@ -223,7 +223,7 @@ def _solve_lambda(above: np.ndarray, below: np.ndarray, start: np.ndarray):
         lam[live[done]], found[live[done]] = x[done], True
         if done.all():
             break
-        if done.mean() > 0.5:  # shrink the work arrays to the rows still unsolved
+        if done.mean() > 0.25:  # shrink the work arrays to the rows still unsolved
             keep = ~done
             live, x, lo, hi, offset = live[keep], x[keep], lo[keep], hi[keep], offset[keep]
             above, below = above[keep], below[keep]
