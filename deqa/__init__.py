@@ -12,7 +12,7 @@ import importlib
 __version__ = "0.1.0"
 
 _SUBMODULES = (
-    "levels", "soft_label", "losses", "pairs", "data", "raters", "synth", "images", "tower", "tiny",
+    "levels", "soft_label", "losses", "pairs", "data", "formats", "raters", "synth", "images", "tower", "tiny",
     "tiny_archs", "mllm", "collate", "lora", "trainset", "runconfig", "runlog", "checkpoints", "train",
     "recipe", "infer", "metrics", "evaluate", "plots", "paths", "setup", "ablation", "distributed", "cotrain",
 )

@@ -33,7 +33,7 @@ VARIANT_NAMES = {
     "soft_kl": "soft label + KL",
     "soft_kl_fid": "soft + KL + fidelity (DeQA)",
 }
-METRICS = ("plcc", "srcc", "kl", "js", "w1", "w2")
+METRICS = ("plcc", "plcc_logistic", "srcc", "kl", "w2", "js_gaussian", "js_levels", "w1_levels")
 
 
 def training_sets(names: list[str]) -> dict[str, tuple[str, ...]]:

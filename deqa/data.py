@@ -11,20 +11,24 @@ Every reader returns a :class:`pandas.DataFrame` with the columns of :data:`SCHE
 ``split``      ``"train"``, ``"val"`` or ``"test"``
 =============  =========================================================================
 
-and, where the file has them, ``c1..c5`` (fractions of 1..5 ratings), ``n_ratings`` and ``ref``
-(the pristine reference of a synthetically distorted image). Facts about the scale live in
+and, where the file has them, ``c1..c5`` (fractions of 1..5 ratings), ``n_ratings``, ``ref`` (the
+pristine reference of a synthetically distorted image) and ``mos_0_100`` (KonIQ-10k's 0-100 MOS
+column: KonIQ's ``mos`` is the 1-5 mean rating, as DeQA-Score uses it). A DeQA-Score meta JSON also
+gives ``gt_score_norm``, ``std_norm`` (its mu and sigma on [1, 5]) and ``published_q_bad ..
+published_q_excellent`` (its ``level_probs``, reversed to bad..excellent). Facts about the scale live in
 ``DataFrame.attrs``: ``lo`` and ``hi`` (the nominal scale, ``None`` when not known),
 ``lower_is_better`` (``True`` for a DMOS), ``format`` and ``source`` (the file read), and ``scales``
 (``{dataset: {"lo", "hi", "lower_is_better"}}``, kept by :func:`combine`).
 
-Formats (``format=``): ``koniq`` (official KonIQ-10k sets file), ``pyiqa`` (``meta_info_*.csv`` and
-other CSVs whose columns are recognised by name), ``liqe`` (tab-separated path, mos, std),
-``deqa_json`` (DeQA-Score meta JSON), ``qalign_json`` (Q-Align JSON) and ``csv`` (this schema, as
-written by ``python -m deqa synth``). data/README.md describes each format and its quirks.
+Formats (``format=``): ``koniq``, ``pyiqa``, ``liqe``, ``deqa_json``, ``qalign_json`` and ``csv``;
+their readers are in ``deqa.formats`` and data/README.md describes each format and its quirks.
+
+:func:`to_levels` turns a table into mu, sigma on [1, 5] and soft labels; with ``method="official"``
+(the default) each data set gets the discretisation the published configuration gives it
+(:func:`official_method`).
 """
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -32,29 +36,23 @@ import numpy as np
 import pandas as pd
 
 from .errors import DeqaError
+from .formats import (FORMATS, HISTOGRAM, NOMINAL, NOMINAL_BY_FORMAT, PUBLISHED_LEVEL_COLUMNS,
+                      PUBLISHED_MU, PUBLISHED_SIGMA, READERS, detect_format, numeric_column, raise_first,
+                      require_columns)
+from .levels import LABEL_COLUMNS
 
 SCHEMA = ("image", "mos", "std", "dataset", "split")
-HISTOGRAM = ("c1", "c2", "c3", "c4", "c5")
-OPTIONAL = HISTOGRAM + ("n_ratings", "ref")
+OPTIONAL = HISTOGRAM + ("n_ratings", "ref", "mos_0_100")
 SPLITS = ("train", "val", "test")
-LEVEL_COLUMNS = ("q_bad", "q_poor", "q_fair", "q_good", "q_excellent")
-FORMATS = ("koniq", "pyiqa", "liqe", "deqa_json", "qalign_json", "csv")
+METHODS = ("official", "cdf", "pdf")
 
-#: KonIQ-10k's SD is on the 1-5 rating scale; 1..5 mapped linearly onto 0..100 stretches it by 100/4.
-KONIQ_SD_TO_MOS_SCALE = 25.0
+#: Data sets the published DeQA-Score configuration labels with ``pdf``; every other one gets ``cdf``.
+OFFICIAL_PDF_DATASETS = ("koniq10k", "kadid10k")
 
 _SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "val",
                 "validation": "val", "test": "test", "testing": "test"}
-_KONIQ_PYIQA_SPLIT_CODES = {0: "train", 1: "val", 2: "test"}
 
-# Nominal scale and direction of the MOS column in the pyiqa / official / Q-Align copies
-# (the values those files hold, per data set). LIQE's txt files use other scales (see README).
-_NOMINAL = {
-    "koniq10k": (0.0, 100.0, False), "kadid10k": (1.0, 5.0, False), "spaq": (0.0, 100.0, False),
-    "livec": (0.0, 100.0, False), "csiq": (0.0, 1.0, True), "live": (0.0, 100.0, True),
-    "livemd": (0.0, 100.0, True), "tid2013": (0.0, 9.0, False), "tid2008": (0.0, 9.0, False),
-    "koniq10k++": (1.0, 5.0, False), "flive": (0.0, 100.0, False),
-}
+# Other names of the data sets in file names (guess_dataset) and in official_method.
 _DATASET_ALIASES = {
     "koniq": "koniq10k", "koniq10k_distributions_sets": "koniq10k", "kadid": "kadid10k",
     "livechallenge": "livec", "clive": "livec", "live_challenge": "livec", "liveiqa": "live",
@@ -62,14 +60,6 @@ _DATASET_ALIASES = {
     "koniq10k_plusplus": "koniq10k++",
 }
 _GENERIC_STEMS = {"data", "meta", "metadata", "labels", "labels_image", "labels640", "mos", "scores"}
-
-# Column names recognised by the pyiqa / generic CSV reader, in order of preference.
-_IMAGE_COLUMNS = ("image", "dist_name", "img_name", "image_name", "Image name", "name",
-                  "filename", "img_path", "name_image", "path")
-_MOS_COLUMNS = ("mos", "MOS", "dmos", "DMOS", "qmos", "mos_quality", "gt_score", "score",
-                "elo_score", "mos_image")
-_STD_COLUMNS = ("std", "SD", "sd", "std_quality", "mos_std")
-_REF_COLUMNS = ("ref_name", "hq_name", "ref")
 
 _OPTIONS = {"lo", "hi", "lower_is_better", "std_scale", "std_is_variance", "keep_extra"}
 
@@ -83,7 +73,8 @@ def read_metadata(path, format: str = "auto", dataset: str | None = None,
     ``format``: ``"auto"`` (from the extension and the columns) or one of :data:`FORMATS`.
     ``dataset``: the name written to the ``dataset`` column (default: guessed from the file name).
     ``split``: for a file without a split column, the split of every row (default ``"test"``);
-    for a file with one, keep only the rows of that split.
+    for a file with one, keep only the rows of that split. A DeQA-Score JSON named ``train_*``,
+    ``val_*`` or ``test_*`` is that split.
     Options: ``lo``, ``hi`` (nominal scale), ``lower_is_better``, ``std_scale`` (multiply std),
     ``std_is_variance`` (take the square root of the std column), ``keep_extra`` (keep the file's
     other columns). Bad input raises :class:`DeqaError` naming the file and the row.
@@ -103,30 +94,19 @@ def read_metadata(path, format: str = "auto", dataset: str | None = None,
         raise DeqaError(f"{path}: unknown metadata format {format!r}; use 'auto' or one of {FORMATS}")
     guessed = guess_dataset(path)
     name = dataset or guessed
-    facts = guessed if guessed in _NOMINAL else name.lower()  # known scale facts follow the file
-    table, info = _READERS[fmt](path, facts, opts)
-    return _finish(table, info, path, fmt, name, split, opts)
+    scale_key = guessed if guessed in NOMINAL else name.lower()  # known scale facts follow the file
+    table, info = READERS[fmt](path)
+    return _to_schema(table, info, _nominal_scale(fmt, scale_key, info), path, fmt, name, split, opts)
 
 
-def detect_format(path) -> str:
-    """Guess the format of a metadata file from its extension, header or first JSON entry."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix == ".json":
-        entries = _load_json(path)
-        first = entries[0] if isinstance(entries[0], dict) else {}
-        return "deqa_json" if ("std" in first and "gt_score" in first) else "qalign_json"
-    if suffix in (".txt", ".tsv"):
-        return "liqe"
-    if suffix == ".csv":
-        columns = set(_read_csv(path, nrows=0).columns)
-        if {"image_name", "MOS", "SD", "set"} <= columns:
-            return "koniq"
-        if {"image", "mos"} <= columns:
-            return "csv"
-        return "pyiqa"
-    raise DeqaError(f"{path}: cannot tell the metadata format from the extension {suffix!r}; "
-                    f"pass format= one of {FORMATS}")
+def _nominal_scale(fmt: str, scale_key: str, info: dict) -> tuple:
+    """(lo, hi, lower_is_better) of a file: what its format fixes, else the known facts of the data
+    set ``scale_key`` in that format, else the reader's guess for a data set it does not know."""
+    if "scale" in info:
+        return info["scale"]
+    lo, hi, lower = (NOMINAL_BY_FORMAT.get(fmt, {}).get(scale_key) or NOMINAL.get(scale_key)
+                     or info.get("scale_if_unknown") or (None, None, False))
+    return lo, hi, info.get("lower_is_better", lower)
 
 
 def guess_dataset(path) -> str:
@@ -140,134 +120,6 @@ def guess_dataset(path) -> str:
     name = re.sub(r"^(test|train|val)_", "", name)
     name = re.sub(r"_(all|\d+k)$", "", name)
     return _DATASET_ALIASES.get(name, name)
-
-
-def _read_koniq(path, name, opts):
-    raw = _read_csv(path)
-    _require(raw, ("image_name", "MOS", "SD", "set"), path)
-    table = pd.DataFrame({"image": raw["image_name"], "mos": raw["MOS"],
-                          "std": _numeric(raw["SD"], "SD", path, raw["image_name"]) * KONIQ_SD_TO_MOS_SCALE,
-                          "split": raw["set"]})
-    for col in HISTOGRAM:
-        if col in raw:
-            table[col] = raw[col]
-    if "c_total" in raw:
-        table["n_ratings"] = raw["c_total"]
-    return table, {"lo": 0.0, "hi": 100.0, "lower_is_better": False, "extra": raw}
-
-
-def _read_pyiqa(path, name, opts):
-    raw = _read_csv(path)
-    image_col = _pick(raw, _IMAGE_COLUMNS)
-    mos_col = _pick(raw, _MOS_COLUMNS)
-    if image_col is None or mos_col is None:
-        raise DeqaError(f"{path}: no image column ({', '.join(_IMAGE_COLUMNS)}) or no MOS column "
-                        f"({', '.join(_MOS_COLUMNS)}) among {list(raw.columns)}")
-    std_col = _pick(raw, _STD_COLUMNS)
-    ref_col = _pick(raw, _REF_COLUMNS)
-    table = pd.DataFrame({"image": raw[image_col], "mos": raw[mos_col]})
-    std = (_numeric(raw[std_col], std_col, path, raw[image_col]) if std_col
-           else pd.Series(np.nan, index=raw.index))
-    lo, hi, lower = _NOMINAL.get(name, (None, None, False))
-    variance = False
-    columns = set(raw.columns)
-    if {"split", "c_total"} <= columns and set(HISTOGRAM) <= columns:
-        # pyiqa's KonIQ-10k copy: same numbers as the official file, split coded 0/1/2.
-        std = std * KONIQ_SD_TO_MOS_SCALE
-        codes = pd.to_numeric(raw["split"], errors="coerce")
-        table["split"] = codes.map(_KONIQ_PYIQA_SPLIT_CODES).fillna(raw["split"].astype(str))
-        table["n_ratings"] = raw["c_total"]
-        for col in HISTOGRAM:
-            table[col] = raw[col]
-        lo, hi, lower = _NOMINAL["koniq10k"]
-    elif "split" in columns:
-        table["split"] = raw["split"]
-    if mos_col.lower() == "dmos" and std_col is not None:
-        # pyiqa's KADID-10k copy: the official dmos.csv with `var` renamed `std` (LIQE's std is the
-        # square root of it); its "dmos" is a quality MOS, higher is better.
-        variance, lower = True, False
-        if lo is None:
-            lo, hi = _NOMINAL["kadid10k"][:2]
-    elif mos_col.lower() == "dmos":
-        lower = True  # CSIQ, LIVE-MD: a true DMOS, lower is better
-    if ref_col is not None and ref_col != image_col:
-        table["ref"] = raw[ref_col]
-    table["std"] = std
-    return table, {"lo": lo, "hi": hi, "lower_is_better": lower, "std_is_variance": variance,
-                   "extra": raw}
-
-
-def _read_liqe(path, name, opts):
-    try:
-        raw = pd.read_csv(path, sep="\t", header=None, dtype={0: str}, keep_default_na=False,
-                          na_values=[""])
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise DeqaError(f"{path}: not a tab-separated LIQE file (path, mos, std): {_first_line(exc)}") from None
-    if raw.shape[1] < 2:
-        raise DeqaError(f"{path}: a LIQE file needs tab-separated columns path, mos[, std]; "
-                        f"found {raw.shape[1]} column(s)")
-    table = pd.DataFrame({"image": raw[0], "mos": raw[1]})
-    table["std"] = _numeric(raw[2], "std", path, raw[0]) if raw.shape[1] > 2 else np.nan
-    return table, {"lo": None, "hi": None, "lower_is_better": False, "extra": None}
-
-
-def _read_deqa_json(path, name, opts):
-    raw = _json_frame(path)
-    _require(raw, ("image", "gt_score"), path)
-    table = pd.DataFrame({"image": raw["image"], "mos": raw["gt_score"]})
-    table["std"] = _numeric(raw["std"], "std", path, raw["image"]) if "std" in raw else np.nan
-    if "split" in raw:
-        table["split"] = raw["split"]
-    lo, hi, lower = _NOMINAL.get(name, (None, None, False))
-    return table, {"lo": lo, "hi": hi, "lower_is_better": lower, "extra": raw}
-
-
-def _read_qalign_json(path, name, opts):
-    raw = _json_frame(path)
-    image_col = "image" if "image" in raw else ("img_path" if "img_path" in raw else None)
-    if image_col is None:
-        raise DeqaError(f"{path}: Q-Align JSON entries need an 'image' or 'img_path' field; "
-                        f"found {sorted(raw.columns)}")
-    score = raw["gt_score"] if "gt_score" in raw else pd.Series(None, index=raw.index, dtype=object)
-    if "id" in raw:  # "10007357496.jpg->68.7285714286": the score after the arrow
-        from_id = raw["id"].astype(str).str.rsplit("->", n=1).str[1]
-        score = score.where(score.notna(), from_id.where(raw["id"].astype(str).str.contains("->")))
-    elif "gt_score" not in raw:
-        raise DeqaError(f"{path}: Q-Align JSON entries need 'gt_score' or an 'id' of the form NAME->SCORE")
-    table = pd.DataFrame({"image": raw[image_col], "mos": score, "std": np.nan})
-    lo, hi, lower = _NOMINAL.get(name, (None, None, False))
-    return table, {"lo": lo, "hi": hi, "lower_is_better": lower, "extra": raw}
-
-
-def _read_schema_csv(path, name, opts):
-    raw = _read_csv(path)
-    _require(raw, ("image", "mos"), path)
-    table = raw.copy()
-    if "std" not in table:
-        table["std"] = np.nan
-    else:
-        table["std"] = _numeric(raw["std"], "std", path, raw["image"])
-    lo, hi, lower = _synthetic_scale(path)
-    return table, {"lo": lo, "hi": hi, "lower_is_better": lower, "extra": None}
-
-
-# The score scales of ``python -m deqa synth``, named in the params.json beside each meta.csv.
-_SYNTH_SCALES = {"1-5": (1.0, 5.0, False), "0-100": (0.0, 100.0, False),
-                 "dmos-0-100": (0.0, 100.0, True)}
-
-
-def _synthetic_scale(path):
-    """Nominal scale and direction from the params.json the synthetic generator writes beside meta.csv."""
-    params = Path(path).with_name("params.json")
-    try:
-        scale = json.loads(params.read_text(encoding="utf-8"))["spec"]["scale"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None, None, False
-    return _SYNTH_SCALES.get(scale, (None, None, False))
-
-
-_READERS = {"koniq": _read_koniq, "pyiqa": _read_pyiqa, "liqe": _read_liqe,
-            "deqa_json": _read_deqa_json, "qalign_json": _read_qalign_json, "csv": _read_schema_csv}
 
 
 # ------------------------------------------------------------------------------------ validation
@@ -284,16 +136,16 @@ def validate(df: pd.DataFrame, source: str = "table") -> pd.DataFrame:
         raise DeqaError(f"{source}: no data rows")
     images = df["image"]
     bad = images.isna().to_numpy() | (images.astype(str).str.strip() == "").to_numpy()
-    _raise_first(bad, source, images, "the image name is empty")
+    raise_first(bad, source, images, "the image name is empty")
     mos = df["mos"].to_numpy(dtype=float)
-    _raise_first(~np.isfinite(mos), source, images, "MOS is missing or not a finite number")
+    raise_first(~np.isfinite(mos), source, images, "MOS is missing or not a finite number")
     std = df["std"].to_numpy(dtype=float)
-    _raise_first(np.isinf(std), source, images, "std is infinite")
-    _raise_first(std < 0, source, images, "std is negative", values=std)
+    raise_first(np.isinf(std), source, images, "std is infinite")
+    raise_first(std < 0, source, images, "std is negative", values=std)
     split_ok = df["split"].isin(SPLITS).to_numpy()
-    _raise_first(~split_ok, source, images, "unknown split {value} (use one of " + ", ".join(SPLITS) + ")",
+    raise_first(~split_ok, source, images, "unknown split {value} (use one of " + ", ".join(SPLITS) + ")",
                  values=df["split"].to_numpy())
-    _raise_first(df["dataset"].isna().to_numpy() | (df["dataset"].astype(str) == "").to_numpy(),
+    raise_first(df["dataset"].isna().to_numpy() | (df["dataset"].astype(str) == "").to_numpy(),
                  source, images, "the dataset name is empty")
     key = _image_key(images)
     dup = key.duplicated(keep="first").to_numpy()
@@ -306,33 +158,36 @@ def validate(df: pd.DataFrame, source: str = "table") -> pd.DataFrame:
         hist = df[list(HISTOGRAM)].to_numpy(dtype=float)
         given = ~np.all(np.isnan(hist), axis=1)  # a combined table has no histogram for some sets
         ok = np.all(np.isfinite(hist) & (hist >= -1e-9) & (hist <= 1 + 1e-9), axis=1)
-        _raise_first(given & ~ok, source, images, "c1..c5 must be fractions in [0, 1]")
+        raise_first(given & ~ok, source, images, "c1..c5 must be fractions in [0, 1]")
         total = hist.sum(axis=1)
-        _raise_first(given & (np.abs(total - 1.0) > 1e-4), source, images, "c1..c5 must sum to 1",
+        raise_first(given & (np.abs(total - 1.0) > 1e-4), source, images, "c1..c5 must sum to 1",
                      values=total)
     if "n_ratings" in df.columns:
         n = df["n_ratings"].to_numpy(dtype=float)
         bad = ~np.isnan(n) & ((n < 0) | (n != np.round(n)))
-        _raise_first(bad, source, images, "n_ratings must be a whole number >= 0", values=n)
+        raise_first(bad, source, images, "n_ratings must be a whole number >= 0", values=n)
     return df
 
 
-def _finish(table, info, path, fmt, name, split, opts):
+def _to_schema(table, info, nominal, path, fmt, name, split, opts):
+    """A reader's raw table in the schema: numbers checked, std as given or from a variance,
+    ``dataset`` and ``split`` filled, columns ordered, validated; ``split`` selected; the scale
+    facts (``nominal`` = (lo, hi, lower_is_better), overridden by ``opts``) in ``attrs``."""
     source = str(path)
     images = table["image"].astype(str).where(table["image"].notna(), None)
     table["image"] = images
-    table["mos"] = _numeric(table["mos"], "MOS", path, images)
+    table["mos"] = numeric_column(table["mos"], "MOS", path, images)
     scale = opts.get("std_scale")
     if opts.get("std_is_variance", info.get("std_is_variance", False)):
         variance = table["std"].to_numpy(dtype=float)
-        _raise_first(variance < 0, source, images, "the variance column (read as std) is negative",
+        raise_first(variance < 0, source, images, "the variance column (read as std) is negative",
                      values=variance)
         table["std"] = np.sqrt(variance)
     if scale is not None:
         table["std"] = table["std"] * float(scale)
     for col in HISTOGRAM + ("n_ratings",):
         if col in table:
-            table[col] = _numeric(table[col], col, path, images)
+            table[col] = numeric_column(table[col], col, path, images)
     if "dataset" not in table or fmt != "csv":
         table["dataset"] = name
     else:
@@ -356,9 +211,9 @@ def _finish(table, info, path, fmt, name, split, opts):
         table = table[table["split"] == split].reset_index(drop=True)
         if len(table) == 0:
             raise DeqaError(f"{source}: no rows in split {split!r}")
-    lo = opts.get("lo", info["lo"])
-    hi = opts.get("hi", info["hi"])
-    lower = bool(opts.get("lower_is_better", info["lower_is_better"]))
+    lo = opts.get("lo", nominal[0])
+    hi = opts.get("hi", nominal[1])
+    lower = bool(opts.get("lower_is_better", nominal[2]))
     table = table.reset_index(drop=True)
     table.attrs = {"lo": lo, "hi": hi, "lower_is_better": lower, "format": fmt, "source": path.name,
                    "scales": {d: {"lo": lo, "hi": hi, "lower_is_better": lower}
@@ -447,20 +302,64 @@ def combine(tables, check_overlap: bool = True, by: str = "path") -> pd.DataFram
 
 # ---------------------------------------------------------------------------------- soft labels
 
-def to_levels(df: pd.DataFrame, lo=None, hi=None, method: str = "cdf", reference: bool = False,
+def official_method(dataset: str) -> str:
+    """The discretisation the published DeQA-Score configuration gives a data set: ``"pdf"`` for
+    KonIQ-10k and KADID-10k, ``"cdf"`` for SPAQ and for every data set it does not name.
+
+    The name is lower-cased and stripped of spaces, ``-`` and ``_``, then compared with
+    :data:`OFFICIAL_PDF_DATASETS` and their short aliases (``koniq``, ``kadid``): ``KonIQ-10k`` and
+    ``kadid10k`` match; ``koniq10k++`` (another annotation) and the synthetic ``synth-koniq`` do not,
+    because the published choice was made for the real data sets' spreads, not for anything named
+    after them. Explained in notebook 02.
+    """
+    key = re.sub(r"[\s_-]", "", str(dataset).lower())
+    return "pdf" if _DATASET_ALIASES.get(key, key) in OFFICIAL_PDF_DATASETS else "cdf"
+
+
+def to_levels(df: pd.DataFrame, lo=None, hi=None, method: str = "official", reference: bool = False,
               nominal: bool = False) -> pd.DataFrame:
     """Add ``mu``, ``sigma`` (the score on [1, 5]) and the soft labels ``q_bad .. q_excellent``.
 
     Each data set in the table is rescaled on its own (``deqa.levels.rescale``): between ``lo`` and
     ``hi`` when given, else its nominal scale from ``attrs`` when ``nominal=True`` and known, else
     its observed min and max MOS (the published implementation's choice: call this on the whole
-    data set, not a split, or pass the scale). A DMOS (``attrs`` lower_is_better) is flipped.
-    Rows with no std get the two-level label (``deqa.soft_label.soft_labels``).
+    data set, not a split, or pass the scale). A DMOS (``attrs`` lower_is_better) is flipped. Rows
+    that carry a DeQA-Score JSON's own ``gt_score_norm`` / ``std_norm`` keep them as mu / sigma.
+    ``method``: ``"official"`` (per data set, :func:`official_method`), ``"cdf"`` or ``"pdf"``; the
+    method each data set got is in ``attrs["methods"]``. ``reference``: the published label builder;
+    rows with the JSON's own ``level_probs`` then take those as they are. Rows with no std get the
+    two-level label (``deqa.soft_label.soft_labels``). Explained in notebooks 01 and 02.
     """
-    from .levels import rescale
     from .soft_label import soft_labels
 
-    validate(df, df.attrs.get("source", "table"))
+    require_columns(df, ("image", "mos", "std", "dataset"), df.attrs.get("source", "table"))
+    if method not in METHODS:
+        raise DeqaError(f"to_levels: unknown method {method!r}; use one of {METHODS}")
+    mu, sigma = _level_scale(df, lo, hi, nominal)
+    names = df["dataset"].astype(str).to_numpy()
+    methods = {name: official_method(name) if method == "official" else method for name in pd.unique(names)}
+    q = np.zeros((len(df), 5))
+    for name, used in methods.items():
+        rows = np.flatnonzero(names == name)
+        q[rows] = soft_labels(np.clip(mu[rows], 1.0, 5.0), sigma[rows], method=used, reference=reference)
+    if reference and all(col in df.columns for col in PUBLISHED_LEVEL_COLUMNS):
+        given = df[list(PUBLISHED_LEVEL_COLUMNS)].to_numpy(dtype=float)
+        rows = np.all(np.isfinite(given), axis=1)
+        q[rows] = given[rows]
+    out = df.copy()
+    out["mu"] = mu
+    out["sigma"] = sigma
+    for k, col in enumerate(LABEL_COLUMNS):
+        out[col] = q[:, k]
+    out.attrs = {**df.attrs, "methods": methods}
+    return out
+
+
+def _level_scale(df: pd.DataFrame, lo, hi, nominal: bool):
+    """mu and sigma on [1, 5] for every row (see ``to_levels``): rescaled per data set, then the
+    published mu / sigma where a row has them."""
+    from .levels import rescale
+
     scales = df.attrs.get("scales", {})
     mu = np.empty(len(df))
     sigma = np.empty(len(df))
@@ -482,95 +381,10 @@ def to_levels(df: pd.DataFrame, lo=None, hi=None, method: str = "cdf", reference
             i = rows[int(np.flatnonzero(outside)[0])]
             raise DeqaError(f"to_levels: dataset {name!r}: row {i + 1} (image {df['image'].iloc[i]!r}) "
                             f"has MOS {df['mos'].iloc[i]:.6g} outside the scale [{lo_}, {hi_}]")
-    out = df.copy()
-    out["mu"] = mu
-    out["sigma"] = sigma
-    q = soft_labels(np.clip(mu, 1.0, 5.0), sigma, method=method, reference=reference)
-    for k, col in enumerate(LEVEL_COLUMNS):
-        out[col] = q[:, k]
-    return out
-
-
-def make_synthetic(out_dir, **kw) -> pd.DataFrame:
-    """Write the embedded synthetic data set(s) to ``out_dir``: see ``deqa.synth.make_synthetic``."""
-    from .synth import make_synthetic as _make
-
-    return _make(out_dir, **kw)
-
-
-# ------------------------------------------------------------------------------------- helpers
-
-def _read_csv(path, **kw) -> pd.DataFrame:
-    try:
-        return pd.read_csv(path, **kw)
-    except pd.errors.EmptyDataError:
-        raise DeqaError(f"{path}: the file is empty") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise DeqaError(f"{path}: not a readable CSV file: {_first_line(exc)}") from None
-
-
-def _load_json(path):
-    try:
-        entries = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DeqaError(f"{path}: not valid JSON: {_first_line(exc)}") from None
-    if not isinstance(entries, list):
-        raise DeqaError(f"{path}: expected a JSON list of entries, got {type(entries).__name__}")
-    if not entries:
-        raise DeqaError(f"{path}: the file is empty (no entries)")
-    return entries
-
-
-def _json_frame(path) -> pd.DataFrame:
-    entries = _load_json(path)
-    for i, entry in enumerate(entries):
-        if not isinstance(entry, dict):
-            raise DeqaError(f"{path}: row {i + 1}: expected a JSON object, got {type(entry).__name__}")
-    return pd.DataFrame.from_records(entries)
-
-
-def _require(raw: pd.DataFrame, columns, path) -> None:
-    missing = [c for c in columns if c not in raw.columns]
-    if missing:
-        raise DeqaError(f"{path}: missing required column(s) {missing}; found {list(raw.columns)}")
-
-
-def _pick(raw: pd.DataFrame, candidates):
-    for c in candidates:
-        if c in raw.columns:
-            return c
-    lower = {str(c).lower(): c for c in raw.columns}
-    for c in candidates:
-        if c.lower() in lower:
-            return lower[c.lower()]
-    return None
-
-
-def _numeric(values: pd.Series, what: str, path, images) -> pd.Series:
-    """Column as float; a value that is present but not a number raises, naming the row."""
-    if pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(values.dtype):
-        return values.astype(float)
-    text = values.astype(object)
-    out = pd.to_numeric(values.astype(str).str.strip().where(values.notna(), None), errors="coerce")
-    bad = (out.isna() & values.notna() & (values.astype(str).str.strip() != "")).to_numpy()
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        image = images.iloc[i] if images is not None else "?"
-        raise DeqaError(f"{path}: row {i + 1} (image {image!r}): {what} is not a number "
-                        f"({text.iloc[i]!r})")
-    return out.astype(float)
-
-
-def _raise_first(mask, source, images, message, values=None) -> None:
-    mask = np.asarray(mask, dtype=bool)
-    if mask.any():
-        i = int(np.flatnonzero(mask)[0])
-        if values is not None:
-            value = values[i]
-            shown = f"{value:.6g}" if isinstance(value, float) else repr(value)
-            message = message.format(value=shown) if "{value}" in message else f"{message} ({shown})"
-        raise DeqaError(f"{source}: row {i + 1} (image {images.iloc[i]!r}): {message}")
-
-
-def _first_line(exc) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if PUBLISHED_MU in df.columns:
+        given_mu = df[PUBLISHED_MU].to_numpy(dtype=float)
+        given_sigma = (df[PUBLISHED_SIGMA].to_numpy(dtype=float) if PUBLISHED_SIGMA in df.columns
+                       else np.full(len(df), np.nan))
+        rows = np.isfinite(given_mu)
+        mu[rows], sigma[rows] = given_mu[rows], given_sigma[rows]
+    return mu, sigma

@@ -20,10 +20,10 @@ import pandas as pd
 
 from .errors import DeqaError
 from .levels import HUMAN_COLUMNS, LABEL_COLUMNS, NATIVE_STD, PROB_COLUMNS
-from .metrics import _plcc_logistic_checked, distribution_gaps, krcc, plcc, srcc
+from .metrics import GAP_COLUMNS, distribution_gaps, krcc, plcc, plcc_logistic_checked, srcc
 
 #: Columns of ``per_dataset_table``, in order (the index is the data set, or the group, name).
-TABLE_COLUMNS = ("n", "plcc", "plcc_logistic", "srcc", "krcc", "kl", "js", "w1", "w2")
+TABLE_COLUMNS = ("n", "plcc", "plcc_logistic", "srcc", "krcc", *GAP_COLUMNS)
 
 
 # --------------------------------------------------------------------------------- matching images
@@ -80,7 +80,7 @@ def _check_predictions(preds: pd.DataFrame, source: str) -> None:
                         f"non-numeric value in {numeric}")
 
 
-def human_labels(meta: pd.DataFrame, method: str = "cdf") -> pd.DataFrame:
+def human_labels(meta: pd.DataFrame, method: str = "official") -> pd.DataFrame:
     """``meta`` with each data set's human ``mu, sigma, q_bad .. q_excellent`` (``deqa.data.to_levels``
     on the rows given: keep a data set's every row so its min/max defines the scale)."""
     from . import data
@@ -149,7 +149,7 @@ def _group_row(part: pd.DataFrame) -> tuple[dict, bool]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # a NaN in the table says it already
             row.update(plcc=plcc(score, mu), srcc=srcc(score, mu), krcc=krcc(score, mu))
-            row["plcc_logistic"], ok = _plcc_logistic_checked(score, mu)
+            row["plcc_logistic"], ok = plcc_logistic_checked(score, mu)
     known = np.isfinite(part["sigma"].to_numpy(float))
     if "std" in part.columns and known.any():
         rows = part[known]
@@ -233,9 +233,13 @@ def _read_all_metadata(paths_, fmt: str) -> pd.DataFrame:
     return data.combine(tables, check_overlap=False) if len(tables) > 1 else tables[0]
 
 
+_HEADERS = {"plcc": "PLCC", "plcc_logistic": "PLCC-logistic", "srcc": "SRCC", "krcc": "KRCC", "kl": "KL",
+            "w2": "W2", "js_gaussian": "JS-Gaussian", "js_levels": "JS-levels", "w1_levels": "W1-levels"}
+
+
 def format_table(table: pd.DataFrame) -> str:
     shown = table.copy()
-    shown.columns = ["n", "PLCC", "PLCC-logistic", "SRCC", "KRCC", "KL", "JS", "W1", "W2"]
+    shown.columns = [_HEADERS.get(c, c) for c in shown.columns]
     return shown.to_string(float_format=lambda v: f"{v:.4f}", na_rep="-")
 
 
@@ -259,7 +263,8 @@ def run(args) -> int:
                           "logistic_fallback": fallback}, indent=2))
         return 0
     print(format_table(table))
-    print("KL = Gaussian KL(human || predicted); JS in nats; W1 and W2 in level units (1-5 scale)")
+    print("KL = Gaussian KL(human || predicted); JS-Gaussian = the published Gaussian 'JS' (KL to a moment-matched\n"
+          "midpoint), JS-levels = Jensen-Shannon of the five-level distributions, both in nats; W1, W2 in level units")
     for name, images in missing.items():
         print(f"note: {len(images)} image(s) of {name!r} have no prediction "
               f"(e.g. {', '.join(images[:3])})")

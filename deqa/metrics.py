@@ -6,8 +6,10 @@ Two kinds of numbers:
   (Kendall tau-b, rank), and PLCC after the 4-parameter logistic fit that IQA papers apply before
   PLCC, f(x) = (b1 - b2) / (1 + exp(-(x - b3) / |b4|)) + b2.
 * **Gaps between distributions** (per image, then averaged): closed-form Gaussian KL(human || predicted),
-  the Gaussian Wasserstein-2 distance, and - on the five-level probabilities - the Jensen-Shannon
-  divergence and the Wasserstein-1 distance.
+  the Gaussian Wasserstein-2 distance, the published Gaussian "JS" (``gaussian_js``: KL to a
+  moment-matched midpoint, what DeQA-Score's evaluation reports as JS), and - on the five-level
+  probabilities - the Jensen-Shannon divergence and the Wasserstein-1 distance (``js_levels``,
+  ``w1_levels``). The two JS are different quantities: compare each only with itself.
 
 Only the statistics live here; ``deqa.evaluate`` joins predictions to metadata and tabulates these
 numbers per data set (``python -m deqa evaluate``).
@@ -22,22 +24,19 @@ from scipy import optimize, stats
 from scipy.special import expit
 
 from .errors import DeqaError
-from .levels import LEVELS
 
 #: Spreads (on the 1-5 level scale) below this are raised to it before the Gaussian KL, which is
 #: infinite for a point mass; 1e-3 is far below any real rating spread (typically 0.3-1.0).
 SIGMA_FLOOR = 1e-3
-#: Prediction columns holding the five level probabilities, bad..excellent.
-PROB_COLUMNS = tuple(f"p_{name}" for name in LEVELS)
-#: Columns of the human five-level label (the soft label q) after ``human_distribution``.
-HUMAN_PROB_COLUMNS = tuple(f"q_{name}" for name in LEVELS)
-#: Columns of ``evaluate_table``, in order (the index is the data set name).
-TABLE_COLUMNS = ("n", "plcc", "plcc_logistic", "srcc", "krcc", "kl", "js", "w1", "w2")
+#: Columns of ``distribution_gaps``, in order (the last two only when level probabilities are given).
+GAP_COLUMNS = ("kl", "w2", "js_gaussian", "js_levels", "w1_levels")
+#: eps of the published Gaussian KL and "JS" (added to the first spread and to 2 sigma_2^2).
+PUBLISHED_EPS = 1e-8
 MIN_POINTS_FOR_FIT = 5  #: the logistic has 4 parameters; fewer points cannot constrain it
 
 
 # --------------------------------------------------------------------------------------- input checks
-def _vector(x, name: str) -> np.ndarray:
+def as_vector(x, name: str) -> np.ndarray:
     """A finite 1-D float array from a list, numpy array or pandas column (DeqaError otherwise)."""
     try:
         arr = np.asarray(x, dtype=float)
@@ -55,7 +54,8 @@ def _vector(x, name: str) -> np.ndarray:
     return arr
 
 
-def _same_length(**arrays: np.ndarray) -> int:
+def same_length(**arrays: np.ndarray) -> int:
+    """The common length of the named arrays (a DeqaError names them when they differ)."""
     lengths = {name: len(a) for name, a in arrays.items()}
     if len(set(lengths.values())) > 1:
         detail = ", ".join(f"{k} has {v}" for k, v in lengths.items())
@@ -63,9 +63,10 @@ def _same_length(**arrays: np.ndarray) -> int:
     return next(iter(lengths.values()))
 
 
-def _pair(pred, mos, min_n: int = 2):
-    pred, mos = _vector(pred, "pred"), _vector(mos, "mos")
-    n = _same_length(pred=pred, mos=mos)
+def as_pair(pred, mos, min_n: int = 2):
+    """``as_vector`` of both, of one length, at least ``min_n`` long."""
+    pred, mos = as_vector(pred, "pred"), as_vector(mos, "mos")
+    n = same_length(pred=pred, mos=mos)
     if n < min_n:
         raise DeqaError(f"need at least {min_n} images to correlate, got {n}")
     return pred, mos
@@ -101,18 +102,18 @@ def _pearson(x: np.ndarray, y: np.ndarray) -> float:
 
 def plcc(pred, mos) -> float:
     """Pearson linear correlation between predicted scores and human MOS."""
-    return _pearson(*_pair(pred, mos))
+    return _pearson(*as_pair(pred, mos))
 
 
 def srcc(pred, mos) -> float:
     """Spearman rank correlation: the Pearson correlation of the ranks (ties get their average rank)."""
-    pred, mos = _pair(pred, mos)
+    pred, mos = as_pair(pred, mos)
     return _pearson(stats.rankdata(pred), stats.rankdata(mos))
 
 
 def krcc(pred, mos) -> float:
     """Kendall rank correlation, tau-b (corrected for ties): (concordant - discordant) pairs, normalised."""
-    pred, mos = _pair(pred, mos)
+    pred, mos = as_pair(pred, mos)
     if np.ptp(pred) == 0 or np.ptp(mos) == 0:
         warnings.warn("correlation of a constant input is undefined; returning NaN", RuntimeWarning,
                       stacklevel=2)
@@ -143,7 +144,7 @@ def fit_logistic(pred, mos, maxfev: int = 10000):
     finite parameters. When it did not (too few points, constant predictions, the optimiser gave up
     after ``maxfev`` evaluations), ``params`` is all NaN and ``ok`` False; no warning is raised here.
     """
-    pred, mos = _pair(pred, mos)
+    pred, mos = as_pair(pred, mos)
     failed = np.full(4, np.nan)
     start = logistic_start(pred, mos)
     if len(pred) < MIN_POINTS_FOR_FIT or not start[3] > 0 or np.ptp(mos) == 0:
@@ -164,14 +165,14 @@ def plcc_logistic(pred, mos, maxfev: int = 10000) -> float:
 
     If the fit does not converge this warns (RuntimeWarning, saying so) and returns the raw PLCC.
     """
-    value, ok = _plcc_logistic_checked(*_pair(pred, mos), maxfev=maxfev)
+    value, ok = plcc_logistic_checked(*as_pair(pred, mos), maxfev=maxfev)
     if not ok:
         warnings.warn("the logistic fit did not converge; plcc_logistic falls back to the raw PLCC",
                       RuntimeWarning, stacklevel=2)
     return value
 
 
-def _plcc_logistic_checked(pred: np.ndarray, mos: np.ndarray, maxfev: int = 10000):
+def plcc_logistic_checked(pred: np.ndarray, mos: np.ndarray, maxfev: int = 10000):
     """(PLCC after the logistic, True) or (raw PLCC, False) when the fit failed or came out flat."""
     params, ok = fit_logistic(pred, mos, maxfev=maxfev)
     if ok:
@@ -193,6 +194,30 @@ def gaussian_kl(human_mu, human_sigma, pred_mu, pred_sigma) -> np.ndarray:
     return np.log(s_p / s_h) + (s_h**2 + diff**2) / (2.0 * s_p**2) - 0.5
 
 
+def _published_gaussian_kl(mu_1, sigma_1, mu_2, sigma_2) -> np.ndarray:
+    """KL(N1 || N2) as DeQA-Score's evaluation writes it, eps in two places:
+    log(s_2 / (s_1 + eps)) + (s_1^2 + (m_1 - m_2)^2) / (2 s_2^2 + eps) - 1/2."""
+    eps = PUBLISHED_EPS
+    return np.log(sigma_2 / (sigma_1 + eps)) + (sigma_1**2 + (mu_1 - mu_2) ** 2) / (2 * sigma_2**2 + eps) - 0.5
+
+
+def gaussian_js(mu_a, sigma_a, mu_b, sigma_b) -> np.ndarray:
+    """The published Gaussian "JS" per image: 0.5 KL(N_a || M) + 0.5 KL(N_b || M) with the moment-matched
+    midpoint M = N((m_a + m_b) / 2, sqrt((s_a^2 + s_b^2) / 2)) and the published eps terms.
+
+    Not the Jensen-Shannon divergence of the two Gaussians (whose midpoint is their mixture, not a
+    Gaussian): it is what DeQA-Score reports as JS, so compare it with the paper's numbers and
+    ``js_levels`` with itself. Symmetric in a and b; no spread floor (two zero spreads give -inf, as
+    published). Explained in notebook 05.
+    """
+    mu_a, mu_b = np.asarray(mu_a, dtype=float), np.asarray(mu_b, dtype=float)
+    sigma_a, sigma_b = np.asarray(sigma_a, dtype=float), np.asarray(sigma_b, dtype=float)
+    mu_m = 0.5 * (mu_a + mu_b)
+    sigma_m = np.sqrt(0.5 * (sigma_a**2 + sigma_b**2))
+    return 0.5 * _published_gaussian_kl(mu_a, sigma_a, mu_m, sigma_m) + 0.5 * _published_gaussian_kl(
+        mu_b, sigma_b, mu_m, sigma_m)
+
+
 def gaussian_w2(mu_a, sigma_a, mu_b, sigma_b) -> np.ndarray:
     """Wasserstein-2 distance between two 1-D Gaussians: sqrt((m_a - m_b)^2 + (s_a - s_b)^2)."""
     mu_a, mu_b = np.asarray(mu_a, dtype=float), np.asarray(mu_b, dtype=float)
@@ -206,41 +231,46 @@ def _xlogy_ratio(p: np.ndarray, m: np.ndarray) -> np.ndarray:
     return p * np.log(ratio)
 
 
-def jensen_shannon(p, q) -> np.ndarray:
-    """Jensen-Shannon divergence per row of (N, 5) probabilities, in nats (natural log, max log 2).
-
-    JS = (KL(p || m) + KL(q || m)) / 2 with m = (p + q) / 2. Rows are normalised to sum 1 first.
+def js_levels(p, q) -> np.ndarray:
+    """Jensen-Shannon divergence per row between five-level distributions (N, 5), in nats (natural
+    log, at most log 2). JS = (KL(p || m) + KL(q || m)) / 2 with m = (p + q) / 2, the mixture.
+    Rows are normalised to sum 1 first. Not the published Gaussian "JS" (``gaussian_js``).
     """
     p, q = _probabilities(p, "p"), _probabilities(q, "q")
-    _same_length(p=p, q=q)
+    same_length(p=p, q=q)
     m = 0.5 * (p + q)
     return 0.5 * (_xlogy_ratio(p, m).sum(axis=1) + _xlogy_ratio(q, m).sum(axis=1))
 
 
-def wasserstein1_levels(p, q) -> np.ndarray:
+#: Former name of ``js_levels``, kept while notebooks 01, 02 and 05 call it.
+jensen_shannon = js_levels
+
+
+def w1_levels(p, q) -> np.ndarray:
     """Wasserstein-1 (earth mover's) distance per row between five-level distributions.
 
     With unit spacing between the level centres it is the sum over levels of |CDF_p - CDF_q|.
     Rows are normalised to sum 1 first. In level units (0 .. 4).
     """
     p, q = _probabilities(p, "p"), _probabilities(q, "q")
-    _same_length(p=p, q=q)
+    same_length(p=p, q=q)
     return np.abs(np.cumsum(p - q, axis=1)[:, :-1]).sum(axis=1)
 
 
 def distribution_gaps(pred_mu, pred_sigma, human_mu, human_sigma, pred_probs=None, human_probs=None):
     """Per-image gaps between the predicted and the human score distribution, on the 1-5 scale.
 
-    Columns: ``kl`` = KL(human || predicted) of the two Gaussians (spreads floored at ``SIGMA_FLOOR``),
-    ``w2`` = their Wasserstein-2 distance and, when both (N, 5) level probabilities are given,
-    ``js`` = Jensen-Shannon divergence (natural log) and ``w1`` = Wasserstein-1 between the five-level
-    distributions. Returns a DataFrame with one row per image; ``.attrs["mean"]`` holds the averages
-    (also ``gaps.mean()``). Inputs may be numpy arrays or pandas columns; NaN and length mismatches
-    raise DeqaError.
+    Columns (``GAP_COLUMNS``): ``kl`` = KL(human || predicted) of the two Gaussians (spreads floored
+    at ``SIGMA_FLOOR``), ``w2`` = their Wasserstein-2 distance, ``js_gaussian`` = the published
+    Gaussian "JS" (``gaussian_js``, the number DeQA-Score reports) and, when both (N, 5) level
+    probabilities are given, ``js_levels`` = the Jensen-Shannon divergence (natural log) and
+    ``w1_levels`` = the Wasserstein-1 distance between the five-level distributions. Returns a
+    DataFrame with one row per image; ``.attrs["mean"]`` holds the averages (also ``gaps.mean()``).
+    Inputs may be numpy arrays or pandas columns; NaN and length mismatches raise DeqaError.
     """
-    arrays = {"pred_mu": _vector(pred_mu, "pred_mu"), "pred_sigma": _vector(pred_sigma, "pred_sigma"),
-              "human_mu": _vector(human_mu, "human_mu"), "human_sigma": _vector(human_sigma, "human_sigma")}
-    n = _same_length(**arrays)
+    arrays = {"pred_mu": as_vector(pred_mu, "pred_mu"), "pred_sigma": as_vector(pred_sigma, "pred_sigma"),
+              "human_mu": as_vector(human_mu, "human_mu"), "human_sigma": as_vector(human_sigma, "human_sigma")}
+    n = same_length(**arrays)
     for name in ("pred_sigma", "human_sigma"):
         if np.any(arrays[name] < 0):
             i = int(np.flatnonzero(arrays[name] < 0)[0])
@@ -248,14 +278,16 @@ def distribution_gaps(pred_mu, pred_sigma, human_mu, human_sigma, pred_probs=Non
     gaps = pd.DataFrame({
         "kl": gaussian_kl(arrays["human_mu"], arrays["human_sigma"], arrays["pred_mu"], arrays["pred_sigma"]),
         "w2": gaussian_w2(arrays["human_mu"], arrays["human_sigma"], arrays["pred_mu"], arrays["pred_sigma"]),
+        "js_gaussian": gaussian_js(arrays["human_mu"], arrays["human_sigma"], arrays["pred_mu"],
+                                   arrays["pred_sigma"]),
     })
     if (pred_probs is None) != (human_probs is None):
         raise DeqaError("give both pred_probs and human_probs (or neither) for the five-level gaps")
     if pred_probs is not None:
         p = _probabilities(pred_probs, "pred_probs")
         q = _probabilities(human_probs, "human_probs")
-        _same_length(pred_mu=arrays["pred_mu"], pred_probs=p, human_probs=q)
-        gaps["js"] = jensen_shannon(q, p)
-        gaps["w1"] = wasserstein1_levels(q, p)
+        same_length(pred_mu=arrays["pred_mu"], pred_probs=p, human_probs=q)
+        gaps["js_levels"] = js_levels(q, p)
+        gaps["w1_levels"] = w1_levels(q, p)
     gaps.attrs["mean"] = {col: float(gaps[col].mean()) if n else float("nan") for col in gaps.columns}
     return gaps

@@ -220,7 +220,7 @@ def score_scatter(pred, mos, ax=None, label: str | None = None):
     """Predicted score against human score with the fitted 4-parameter logistic; PLCC and SRCC in the title."""
     from . import metrics
 
-    pred, mos = metrics._pair(pred, mos)
+    pred, mos = metrics.as_pair(pred, mos)
     fig, ax = _figure(ax, figsize=(4.6, 4.2))
     ax.scatter(pred, mos, s=12, alpha=0.6, color=MODEL_COLOR, edgecolors="none", label=label)
     params, ok = metrics.fit_logistic(pred, mos)
@@ -242,8 +242,8 @@ def spread_calibration(pred_std, human_std, ax=None, bins: int = 8):
     in equal-count bins of the human spread (a calibration curve: on the diagonal when calibrated)."""
     from . import metrics
 
-    pred_std, human_std = metrics._vector(pred_std, "pred_std"), metrics._vector(human_std, "human_std")
-    metrics._same_length(pred_std=pred_std, human_std=human_std)
+    pred_std, human_std = metrics.as_vector(pred_std, "pred_std"), metrics.as_vector(human_std, "human_std")
+    metrics.same_length(pred_std=pred_std, human_std=human_std)
     fig, ax = _figure(ax, figsize=(4.6, 4.2))
     ax.scatter(human_std, pred_std, s=12, alpha=0.5, color=MODEL_COLOR, edgecolors="none", label="images")
     top = float(max(human_std.max(), pred_std.max(), 1e-3)) * 1.05

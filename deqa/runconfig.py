@@ -60,7 +60,8 @@ class TrainConfig:
     # labels
     label: str = setting("soft", "soft label (DeQA) or one-hot level (Q-Align)", resume=True,
                          choices=("soft", "onehot"))
-    method: str = setting("cdf", "soft-label discretisation", resume=True, choices=("cdf", "pdf"))
+    method: str = setting("official", "soft-label discretisation: official = pdf for KonIQ-10k and KADID-10k, cdf "
+                          "for the others, as published", resume=True, choices=("official", "cdf", "pdf"))
     reference_labels: bool = setting(False, "soft labels exactly as the published implementation builds them",
                                      resume=True)
     nominal_scale: bool = setting(False, "rescale each data set by its nominal scale, not its min/max MOS",

@@ -103,7 +103,7 @@ def check_readable(data: TrainData, progress: bool = True) -> None:
             raise DeqaError(f"{meta}: row {row} (image {image!r}): cannot read the image {path}: {exc}") from None
 
 
-def load_splits(metas, splits=("train", "val"), label: str = "soft", method: str = "cdf",
+def load_splits(metas, splits=("train", "val"), label: str = "soft", method: str = "official",
                 reference: bool = False, nominal: bool = False, check_images: bool = True) -> dict:
     """``{split: TrainData or None}`` from one reading of every metadata file: soft (or one-hot,
     ``label``) labels built per data set on its whole table (``deqa.data.to_levels`` with

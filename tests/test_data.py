@@ -3,8 +3,6 @@ MANIFEST of the real data) and every kind of bad input on small files written he
 from __future__ import annotations
 
 import json
-import sys
-import types
 
 import numpy as np
 import pandas as pd
@@ -12,7 +10,8 @@ import pytest
 
 from deqa import data
 from deqa.errors import DeqaError
-from deqa.levels import CENTERS
+from deqa.levels import CENTERS, LABEL_COLUMNS
+from deqa.soft_label import soft_labels
 
 
 def _by_name(df: pd.DataFrame) -> pd.DataFrame:
@@ -37,34 +36,56 @@ def test_koniq_official_sets_file(koniq):
     assert list(koniq.columns[:5]) == list(data.SCHEMA)
     assert koniq["split"].value_counts().to_dict() == {"train": 7058, "test": 2015, "val": 1000}
     assert (koniq["dataset"] == "koniq10k").all()
-    assert koniq["mos"].min() == pytest.approx(3.912, abs=1e-3)
-    assert koniq["mos"].max() == pytest.approx(88.389, abs=1e-3)
-    # SD (1-5 rating scale, 0.296..1.098, mean 0.575) is stretched by 25 onto the 0-100 scale
-    assert koniq["std"].min() == pytest.approx(0.296 * 25, abs=0.05)
-    assert koniq["std"].mean() == pytest.approx(0.575 * 25, abs=0.05)
+    # mos: the 1-5 mean rating (1.096..4.310); std: SD on the same scale (0.296..1.098, mean 0.575)
+    assert koniq["mos"].min() == pytest.approx(1.096, abs=1e-3)
+    assert koniq["mos"].max() == pytest.approx(4.310, abs=1e-3)
+    assert koniq["std"].min() == pytest.approx(0.296, abs=1e-3)
+    assert koniq["std"].mean() == pytest.approx(0.575, abs=1e-3)
+    # the 0-100 MOS column (pyiqa's and Q-Align's "MOS") is kept beside it
+    assert koniq["mos_0_100"].min() == pytest.approx(3.912, abs=1e-3)
+    assert koniq["mos_0_100"].max() == pytest.approx(88.389, abs=1e-3)
     hist = koniq[list(data.HISTOGRAM)].to_numpy()
     np.testing.assert_allclose(hist.sum(axis=1), 1.0, atol=1e-9)
     counts = hist * koniq["n_ratings"].to_numpy()[:, None]
     np.testing.assert_allclose(counts, np.round(counts), atol=1e-6)  # fractions of whole counts
     assert koniq["n_ratings"].min() == 93 and koniq["n_ratings"].max() == 157
-    assert koniq.attrs["lo"] == 0 and koniq.attrs["hi"] == 100 and not koniq.attrs["lower_is_better"]
+    assert koniq.attrs["lo"] == 1 and koniq.attrs["hi"] == 5 and not koniq.attrs["lower_is_better"]
 
 
-def test_koniq_std_is_the_rating_sd_times_25(koniq):
-    """std / 25 is the sample std (ddof=1) of the ratings implied by the histogram."""
+def test_koniq_reader_gives_the_mean_rating_and_its_sd(koniq):
+    """mos is sum_k k c_k and std the sample std (ddof=1) of the ratings the histogram implies;
+    the image DeQA-Score's authors quote has gt_score 3.92660550458716 and std 0.5562."""
     hist = koniq[list(data.HISTOGRAM)].to_numpy()
     n = koniq["n_ratings"].to_numpy()
-    mean = hist @ CENTERS
+    mean = (hist * CENTERS).sum(axis=1)
     var = (hist @ CENTERS**2 - mean**2) * n / (n - 1)
-    np.testing.assert_allclose(koniq["std"] / 25.0, np.sqrt(var), atol=1e-9)
+    np.testing.assert_allclose(koniq["mos"], mean, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(koniq["std"], np.sqrt(var), atol=1e-9)
+    row = koniq.set_index("image").loc["10009096245.jpg"]
+    assert row["mos"] == pytest.approx(3.92660550458716, abs=1e-9)
+    assert row["std"] == pytest.approx(0.5562, abs=5e-5)
+    assert row["mos_0_100"] == pytest.approx(77.24, abs=5e-3)
+
+
+def test_koniq_reference_labels_reproduce_the_published_example(koniq):
+    """Reference mode with the published method for KonIQ (pdf), rescaled by the min and max of all
+    10,073 images, gives the label the authors published for 10009096245.jpg."""
+    levels = data.to_levels(koniq, reference=True)  # method="official": pdf for koniq10k
+    assert levels.attrs["methods"] == {"koniq10k": "pdf"}
+    row = levels.set_index("image").loc["10009096245.jpg"]
+    assert row["mu"] == pytest.approx(4.5228216, abs=1e-6)
+    assert row["sigma"] == pytest.approx(0.6922768, abs=1e-6)
+    np.testing.assert_allclose(row[list(LABEL_COLUMNS)].to_numpy(float),
+                               [0, 0, 0.04484, 0.47853, 0.50252], atol=5e-5)
 
 
 def test_koniq_pyiqa_copy_equals_official(real_iqa, koniq):
     pyiqa = data.read_metadata(real_iqa / "koniq10k" / "meta_info_KonIQ10kDataset.csv")
     assert pyiqa.attrs["format"] == "pyiqa" and len(pyiqa) == 10073
     a, b = koniq.set_index("image"), pyiqa.set_index("image").loc[koniq["image"]]
-    for col in ("mos", "std", *data.HISTOGRAM, "n_ratings"):
+    for col in ("mos", "std", "mos_0_100", *data.HISTOGRAM, "n_ratings"):
         np.testing.assert_array_equal(a[col].to_numpy(), b[col].to_numpy(), err_msg=col)
+    assert (pyiqa.attrs["lo"], pyiqa.attrs["hi"]) == (1, 5)
     assert (a["split"].to_numpy() == b["split"].to_numpy()).all()  # 0/1/2 decoded as train/val/test
 
 
@@ -72,9 +93,8 @@ def test_koniq_liqe_copy_is_the_histogram_mean(real_iqa, koniq):
     liqe = data.read_metadata(real_iqa / "koniq10k" / "koniq10k_all.txt")
     assert liqe.attrs["format"] == "liqe" and len(liqe) == 10073 and liqe["split"].eq("test").all()
     official = _by_name(koniq).loc[_by_name(liqe).index]
-    np.testing.assert_allclose(liqe["mos"], official[list(data.HISTOGRAM)].to_numpy() @ CENTERS,
-                               atol=1e-6)
-    np.testing.assert_allclose(liqe["std"] * 25.0, official["std"], atol=25 * 1e-6)
+    np.testing.assert_allclose(liqe["mos"], official["mos"], atol=1e-6)  # both the 1-5 mean rating
+    np.testing.assert_allclose(liqe["std"], official["std"], atol=1e-6)
 
 
 def test_kadid_pyiqa_std_column_is_the_variance(real_iqa, kadid):
@@ -149,7 +169,9 @@ def test_qalign_koniq_is_the_official_test_split(real_iqa, koniq):
     assert q.attrs["format"] == "qalign_json" and len(q) == 2010 and q["std"].isna().all()
     official = _by_name(koniq).loc[_by_name(q).index]
     assert official["split"].eq("test").all()
-    np.testing.assert_array_equal(q["mos"].to_numpy(), official["mos"].to_numpy())
+    # Q-Align's KonIQ score is the 0-100 column, read on its nominal 0-100 scale
+    np.testing.assert_array_equal(q["mos"].to_numpy(), official["mos_0_100"].to_numpy())
+    assert (q.attrs["lo"], q.attrs["hi"]) == (0, 100)
     train = data.read_metadata(real_iqa / "koniq10k" / "koniq10k_distributions_sets.csv", split="train")
     assert len(train) == 7058
     data.check_no_overlap(train, q, by="name")  # Q-Align's test images are not training images
@@ -176,15 +198,41 @@ def test_agiqa_csv_and_qalign_string_scores(real_iqa):
 
 def test_to_levels_on_koniq(koniq):
     levels = data.to_levels(koniq)
-    q = levels[list(data.LEVEL_COLUMNS)].to_numpy()
+    q = levels[list(LABEL_COLUMNS)].to_numpy()
     assert levels["mu"].min() == pytest.approx(1.0) and levels["mu"].max() == pytest.approx(5.0)
     np.testing.assert_allclose(levels["sigma"], 4 * koniq["std"] / (koniq["mos"].max() - koniq["mos"].min()))
     np.testing.assert_allclose(q.sum(axis=1), 1.0, atol=1e-6)
     np.testing.assert_allclose(q @ CENTERS, levels["mu"], atol=1e-6)
+    np.testing.assert_allclose(q, soft_labels(levels["mu"], levels["sigma"], "pdf"), atol=0)
     nominal = data.to_levels(koniq, nominal=True)
-    np.testing.assert_allclose(nominal["mu"], 4 * koniq["mos"] / 100 + 1)
-    explicit = data.to_levels(koniq, lo=0, hi=100)
+    np.testing.assert_allclose(nominal["mu"], koniq["mos"])  # the mean rating is already on 1-5
+    explicit = data.to_levels(koniq, lo=1, hi=5)
     np.testing.assert_allclose(explicit["mu"], nominal["mu"])
+
+
+def test_official_method_names():
+    for name in ("koniq10k", "KonIQ-10k", "koniq", "kadid10k", "KADID-10k", "kadid"):
+        assert data.official_method(name) == "pdf", name
+    for name in ("spaq", "livec", "koniq10k++", "synth-koniq", "synth-spaq", "toy", "agiqa3k"):
+        assert data.official_method(name) == "cdf", name
+
+
+def test_official_method_is_pdf_or_cdf_per_data_set(real_iqa, koniq, kadid):
+    livec = data.read_metadata(real_iqa / "live_challenge" / "meta_info_LIVEChallengeDataset.csv")
+    mixed = data.combine([koniq, kadid.assign(split="train"), livec.assign(split="train")])
+    for reference in (False, True):
+        official = data.to_levels(mixed, reference=reference)
+        assert official.attrs["methods"] == {"koniq10k": "pdf", "kadid10k": "pdf", "livec": "cdf"}
+        for method in ("pdf", "cdf"):
+            fixed = data.to_levels(mixed, method=method, reference=reference)
+            rows = (official["dataset"].map(official.attrs["methods"]) == method).to_numpy()
+            assert rows.sum() == {"pdf": 10073 + 10125, "cdf": 1169}[method]
+            np.testing.assert_array_equal(official.loc[rows, list(LABEL_COLUMNS)].to_numpy(),
+                                          fixed.loc[rows, list(LABEL_COLUMNS)].to_numpy())
+            assert np.abs(official.loc[~rows, list(LABEL_COLUMNS)].to_numpy()
+                          - fixed.loc[~rows, list(LABEL_COLUMNS)].to_numpy()).max() > 0.01
+    with pytest.raises(DeqaError, match="unknown method 'gauss'"):
+        data.to_levels(mixed, method="gauss")
 
 
 def test_combine_keeps_each_scale(koniq, kadid):
@@ -279,7 +327,8 @@ def test_pyiqa_bad_values(tmp_path):
     with pytest.raises(DeqaError, match=r"k\.csv: row 2 \(image 'b.jpg'\): unknown split '7' \(use one of train, val, test\)"):
         data.read_metadata(_csv(tmp_path, koniq_like, "k.csv"))
     ok = data.read_metadata(_csv(tmp_path, koniq_like.replace(",7,", ",2,"), "k.csv"))
-    assert ok["split"].tolist() == ["train", "test"] and ok["std"].tolist() == [12.5, 12.5]
+    assert ok["split"].tolist() == ["train", "test"] and ok["std"].tolist() == [0.5, 0.5]
+    assert ok["mos"].tolist() == [3.0, 3.0] and ok["mos_0_100"].tolist() == [50.0, 50.0]
     bad_hist = koniq_like.replace(",7,0,0,1,0,0,", ",1,0,0,0.5,0,0,")
     with pytest.raises(DeqaError, match=r"row 2 \(image 'b.jpg'\): c1..c5 must sum to 1"):
         data.read_metadata(_csv(tmp_path, bad_hist, "k.csv"))
@@ -341,8 +390,78 @@ def test_to_levels_refuses_scores_outside_the_scale(tmp_path):
     assert levels["q_excellent"].iloc[2] == pytest.approx(0.5)  # no std: the two-level label
 
 
-def test_make_synthetic_delegates(monkeypatch, tmp_path):
-    fake = types.ModuleType("deqa.synth")
-    fake.make_synthetic = lambda out_dir, **kw: ("called", out_dir, kw)
-    monkeypatch.setitem(sys.modules, "deqa.synth", fake)
-    assert data.make_synthetic(tmp_path, n=3) == ("called", tmp_path, {"n": 3})
+# --------------------------------------------------------------------- DeQA-Score's own meta JSONs
+
+def _deqa_entry(name, gt, std, mu, sigma, probs=None):
+    """One entry as the published label builder writes it (level_probs ordered excellent..bad)."""
+    entry = {"id": f"{name}->{gt}", "image": f"koniq/{name}", "gt_score": gt, "gt_score_norm": mu,
+             "std": std, "std_norm": sigma}
+    if probs is not None:  # train entries only
+        entry.update(level_probs_org=[0.1] * 5, level_probs=probs, conversations=[
+            {"from": "human", "value": "How would you rate the quality of this image?\n<|image|>"},
+            {"from": "gpt", "value": "The quality of the image is good."}])
+    return entry
+
+
+# mu / sigma as published: rescaled with the min and max of all 10,073 KonIQ images (1.0962 .. 4.3100),
+# not with this file's. The second label sums to 1.07, as clipped published labels can.
+TRAIN = [_deqa_entry("10009096245.jpg", 3.92660550458716, 0.5562, 4.5228216, 0.6922768,
+                     [0.50252, 0.47853, 0.04484, 0.0, 0.0]),
+         _deqa_entry("a.jpg", 2.9, 0.6, 3.2449, 0.7467, [0.02, 0.30, 0.55, 0.20, 0.0]),
+         _deqa_entry("b.jpg", 2.1, 0.5, 2.2492, 0.6223, [0.0, 0.03, 0.25, 0.55, 0.17])]
+TEST = [_deqa_entry("c.jpg", 3.3, 0.45, 3.7428, 0.5601), _deqa_entry("d.jpg", 1.8, 0.7, 1.8758, 0.8712)]
+
+
+@pytest.fixture
+def deqa_jsons(tmp_path):
+    (tmp_path / "train_koniq_7k.json").write_text(json.dumps(TRAIN, indent=4))
+    (tmp_path / "test_koniq_2k.json").write_text(json.dumps(TEST, indent=4))
+    return tmp_path / "train_koniq_7k.json", tmp_path / "test_koniq_2k.json"
+
+
+def test_deqa_json_named_train_is_the_train_split(deqa_jsons):
+    train_path, test_path = deqa_jsons
+    train, test = data.read_metadata(train_path), data.read_metadata(test_path)
+    assert train.attrs["format"] == test.attrs["format"] == "deqa_json"
+    assert train["split"].eq("train").all() and test["split"].eq("test").all()
+    assert train["dataset"].eq("koniq10k").all() and (train.attrs["lo"], train.attrs["hi"]) == (1, 5)
+    assert len(data.read_metadata(train_path, split="train")) == 3
+    with pytest.raises(DeqaError, match=r"train_koniq_7k\.json: no rows in split 'test'"):
+        data.read_metadata(train_path, split="test")
+
+
+def test_deqa_json_keeps_its_own_mu_sigma_and_labels(deqa_jsons):
+    train = data.read_metadata(deqa_jsons[0])
+    mu, sigma = np.array([e["gt_score_norm"] for e in TRAIN]), np.array([e["std_norm"] for e in TRAIN])
+    published = np.array([e["level_probs"][::-1] for e in TRAIN])  # bad..excellent
+    # this file's own min and max would give other values: 5.0 for the first image, not 4.52
+    assert data.to_levels(train.drop(columns=["gt_score_norm"]))["mu"].iloc[0] == pytest.approx(5.0)
+    ref = data.to_levels(train, reference=True)
+    np.testing.assert_array_equal(ref["mu"], mu)
+    np.testing.assert_array_equal(ref["sigma"], sigma)
+    np.testing.assert_array_equal(ref[list(LABEL_COLUMNS)].to_numpy(), published)
+    assert ref[list(LABEL_COLUMNS)].sum(axis=1).iloc[1] == pytest.approx(1.07)
+    # the default mode builds its own label from the published mu and sigma (pdf for KonIQ)
+    default = data.to_levels(train)
+    np.testing.assert_array_equal(default[list(LABEL_COLUMNS)].to_numpy(),
+                                  soft_labels(mu, sigma, "pdf"))
+    # the first image: the published label is what the reference builder gives for its mu, sigma
+    np.testing.assert_allclose(soft_labels(mu[:1], sigma[:1], "pdf", reference=True)[0], published[0],
+                               atol=5e-5)
+
+
+def test_deqa_json_test_file_without_labels(deqa_jsons):
+    both = data.combine([data.read_metadata(p) for p in deqa_jsons])
+    ref = data.to_levels(both, reference=True)
+    test = ref[ref["split"] == "test"]
+    mu, sigma = [e["gt_score_norm"] for e in TEST], [e["std_norm"] for e in TEST]
+    np.testing.assert_array_equal(test["mu"], mu)
+    np.testing.assert_array_equal(test[list(LABEL_COLUMNS)].to_numpy(),
+                                  soft_labels(mu, sigma, "pdf", reference=True))
+
+
+def test_deqa_json_bad_level_probs(tmp_path):
+    bad = [dict(TRAIN[0]), dict(TRAIN[1], level_probs=[0.5, 0.5, 0.0, 0.0])]
+    (tmp_path / "train_toy.json").write_text(json.dumps(bad))
+    with pytest.raises(DeqaError, match=r"train_toy\.json: row 2 \(image 'koniq/a.jpg'\): level_probs"):
+        data.read_metadata(tmp_path / "train_toy.json")

@@ -45,8 +45,9 @@ def test_evaluate_table_on_a_toy_example():
     # perfect predictions: correlations 1 (so the DMOS of b was flipped), gaps 0
     for col in ("plcc", "plcc_logistic", "srcc", "krcc"):
         assert np.allclose(table[col], 1.0, atol=1e-6), col
-    for col in ("kl", "js", "w1", "w2"):
+    for col in ("kl", "w2", "js_levels", "w1_levels"):
         assert np.allclose(table[col], 0.0, atol=1e-9), col
+    assert np.allclose(table["js_gaussian"], 0.0, atol=1e-7)  # the published eps terms leave ~1e-8
     # the same predictions against metadata that forgets b is a DMOS: b anti-correlates
     meta_wrong = meta.copy()
     meta_wrong.attrs = {}

@@ -1,6 +1,8 @@
 """deqa.metrics: correlations equal scipy's, the logistic fit, distribution gaps."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -98,9 +100,37 @@ def test_level_gaps_match_scipy():
     from deqa.levels import score, spread
 
     gaps = metrics.distribution_gaps(score(p), spread(p), score(q), spread(q), p, q)
+    assert tuple(gaps.columns) == metrics.GAP_COLUMNS
     js = [jensenshannon(q[i], p[i]) ** 2 for i in range(20)]  # natural log by default
     w1 = [stats.wasserstein_distance(CENTERS, CENTERS, q[i], p[i]) for i in range(20)]
-    assert np.allclose(gaps["js"], js, atol=1e-10)
-    assert np.allclose(gaps["w1"], w1, atol=1e-10)
-    assert metrics.jensen_shannon([[1, 0, 0, 0, 0]], [[0, 0, 0, 0, 1]])[0] == pytest.approx(np.log(2))
-    assert metrics.wasserstein1_levels([[1, 0, 0, 0, 0]], [[0, 0, 0, 0, 1]])[0] == pytest.approx(4.0)
+    assert np.allclose(gaps["js_levels"], js, atol=1e-10)
+    assert np.allclose(gaps["w1_levels"], w1, atol=1e-10)
+    assert metrics.js_levels([[1, 0, 0, 0, 0]], [[0, 0, 0, 0, 1]])[0] == pytest.approx(np.log(2))
+    assert metrics.w1_levels([[1, 0, 0, 0, 0]], [[0, 0, 0, 0, 1]])[0] == pytest.approx(4.0)
+    assert metrics.jensen_shannon is metrics.js_levels  # the former name, still used by notebooks
+
+
+def _published_js_row(m1, s1, m2, s2):
+    """The published Gaussian "JS" for one image, written out with the math module."""
+    def kl(ma, sa, mb, sb):
+        return math.log(sb / (sa + 1e-8)) + (sa * sa + (ma - mb) ** 2) / (2 * sb * sb + 1e-8) - 0.5
+    mm, sm = (m1 + m2) / 2, math.sqrt((s1 * s1 + s2 * s2) / 2)
+    return 0.5 * kl(m1, s1, mm, sm) + 0.5 * kl(m2, s2, mm, sm)
+
+
+def test_gaussian_js_is_the_published_formula():
+    rng = np.random.default_rng(11)
+    m1, m2 = rng.uniform(1, 5, 500), rng.uniform(1, 5, 500)
+    s1, s2 = rng.uniform(0.05, 1.5, 500), rng.uniform(0.05, 1.5, 500)
+    s1[:3] = [0.0, 1e-6, 0.7]  # a zero human spread (KADID has some) stays finite
+    js = metrics.gaussian_js(m1, s1, m2, s2)
+    expected = [_published_js_row(*row) for row in zip(m1, s1, m2, s2)]
+    assert np.max(np.abs(js - expected)) < 1e-10
+    np.testing.assert_allclose(metrics.gaussian_js(m2, s2, m1, s1), js, atol=1e-12)  # symmetric
+    # equal spreads: (m1 - m2)^2 / (8 s^2), up to the eps terms
+    assert metrics.gaussian_js(3.0, 0.5, 3.4, 0.5) == pytest.approx(0.16 / (8 * 0.25), rel=1e-6)
+    # not a true Jensen-Shannon divergence: with the Gaussian midpoint it exceeds log 2
+    assert metrics.gaussian_js(1.0, 0.2, 5.0, 0.2) > 10 * np.log(2)
+    gaps = metrics.distribution_gaps(m2, s2, m1, s1)
+    assert list(gaps.columns) == ["kl", "w2", "js_gaussian"]
+    np.testing.assert_allclose(gaps["js_gaussian"], js, atol=1e-12)
