@@ -17,7 +17,21 @@ from .errors import DeqaError
 from .levels import LEVELS
 from .losses import IGNORE_INDEX
 
-QUESTION = "What do you think about the quality of this image?"
+#: the ten questions of the published training prompts; one is drawn per image and epoch in training
+QUESTIONS = (
+    "What do you think about the quality of this image?",
+    "Can you rate the quality of this picture?",
+    "Can you judge the quality of this image?",
+    "How would you rate the quality of this image?",
+    "How would you judge the quality of this image?",
+    "What is your quality rating for this image?",
+    "What's your opinion on the quality of this picture?",
+    "Rate the quality of this image.",
+    "Could you evaluate the quality of this image?",
+    "How do you assess the quality of this image?",
+)
+#: the one question of scoring (the published scorer's), and of training with a fixed question
+QUESTION = QUESTIONS[3]
 ANSWER_PREFIX = "The quality of the image is"
 
 # processor outputs that are per-token (padded with the text); everything else is image data
@@ -106,8 +120,8 @@ def _mean_fill(processor):
     return tuple(int(round(255 * float(m))) for m in mean)
 
 
-def _messages(answer: str | None):
-    msgs = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": QUESTION}]}]
+def _messages(answer: str | None, question: str = QUESTION):
+    msgs = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
     if answer is not None:
         msgs.append({"role": "assistant", "content": [{"type": "text", "text": answer}]})
     return msgs
@@ -121,32 +135,41 @@ def _render(processor, messages, add_generation_prompt: bool) -> str:
 class Collator:
     """Images (+ training levels) -> a batch of model inputs, left padded.
 
-    The prompt is the processor's chat template for one image and ``QUESTION``, followed by
-    ``ANSWER_PREFIX``; with ``train=True`` the level word and the rest of the answer turn follow.
-    Keys: the processor's model inputs (``input_ids``, ``attention_mask``, ``pixel_values``, and any
-    arch-specific ones), ``level_pos`` (B,) = the position whose logits predict the level token, and
-    with ``train=True`` ``labels`` (B, T), already shifted (``logits[:, t]`` predicts ``labels[:, t]``),
-    IGNORE_INDEX on the prompt, the padding and at ``level_pos``. Explained in notebook 04.
+    The prompt is the processor's chat template for one image and a question (``QUESTION``, or one
+    per image: ``questions``), followed by ``ANSWER_PREFIX``; with ``train=True`` the level word and
+    the rest of the answer turn follow. Keys: the processor's model inputs (``input_ids``,
+    ``attention_mask``, ``pixel_values``, and any arch-specific ones), ``level_pos`` (B,) = the
+    position whose logits predict the level token, and with ``train=True`` ``labels`` (B, T), already
+    shifted (``logits[:, t]`` predicts ``labels[:, t]``), IGNORE_INDEX on the prompt and the padding.
+    The level position is IGNORE_INDEX too (its target is the soft label, through the KL), unless
+    ``level_in_ce``: then the level word is one more answer token of the cross-entropy (Q-Align's
+    one-hot training). Explained in notebook 04.
     """
 
-    def __init__(self, processor, level_ids=None, train: bool = False, square: bool = True):
+    def __init__(self, processor, level_ids=None, train: bool = False, square: bool = True,
+                 level_in_ce: bool = False):
         self.processor = processor
         self.tokenizer = _tokenizer_of(processor)
         self.level_ids = list(level_ids) if level_ids is not None else level_token_ids(self.tokenizer)
         if len(self.level_ids) != len(LEVELS):
             raise DeqaError(f"Collator: expected {len(LEVELS)} level ids, got {len(self.level_ids)}")
         self.train = train
+        self.level_in_ce = level_in_ce
         self.square = square
         self.fill = _mean_fill(processor)
         self.pad_id = self.tokenizer.pad_token_id
         if self.pad_id is None:
             self.pad_id = self.tokenizer.eos_token_id if self.tokenizer.eos_token_id is not None else 0
-        self.prompt_text = _render(processor, _messages(None), add_generation_prompt=True)
+        self.prompt_text = self.prompt(QUESTION)
         self.prefix_ids = self.tokenizer.encode(ANSWER_PREFIX, add_special_tokens=False)
         self.suffix_ids = {k: self._suffix_ids(k) for k in range(len(LEVELS))} if train else {}
         # Left padding shifts the positions of the shorter rows unless the model is told them. Models
         # with multimodal rotary positions (Qwen-VL) derive them from the attention mask themselves.
         self.with_position_ids = "qwen" not in type(processor).__name__.lower()
+
+    def prompt(self, question: str) -> str:
+        """The chat template's text of the user turn (an image and ``question``) and the assistant's start."""
+        return _render(self.processor, _messages(None, question), add_generation_prompt=True)
 
     def _suffix_ids(self, level: int) -> list[int]:
         """Tokens after the level token: the word's other sub-tokens when it splits (" excel" + "lent"),
@@ -162,14 +185,12 @@ class Collator:
         tail = word_ids[1:] if word_ids and word_ids[0] == self.level_ids[level] else []
         return tail + self.tokenizer.encode(rest, add_special_tokens=False)
 
-    def __call__(self, images, levels=None) -> dict:
+    def __call__(self, images, levels=None, questions=None) -> dict:
         if self.train and levels is None:
             raise DeqaError("Collator(train=True) needs the level index of every image")
         imgs = [pad_to_square(im, self.fill) if self.square else im.convert("RGB") for im in images]
-        enc = self.processor(
-            text=[self.prompt_text] * len(imgs), images=imgs, padding=True, return_tensors="pt",
-            add_special_tokens=False,
-        )
+        texts = [self.prompt_text] * len(imgs) if questions is None else [self.prompt(q) for q in questions]
+        enc = self.processor(text=texts, images=imgs, padding=True, return_tensors="pt", add_special_tokens=False)
         rows = [ids[mask.bool()].tolist() for ids, mask in zip(enc["input_ids"], enc["attention_mask"])]
         extra_tok_keys = [k for k, v in enc.items() if k not in _TEXT_KEYS and torch.is_tensor(v)
                           and v.shape == enc["input_ids"].shape]
@@ -181,21 +202,28 @@ class Collator:
             prompt = row + self.prefix_ids
             if self.train:
                 level = int(levels[i])
-                answer = [self.level_ids[level]] + self.suffix_ids[level]
-                seq = prompt + answer
-                # logits at t predict token t + 1: the prefix tokens (except the first, predicted by the
-                # prompt), the level (excluded: KL loss) and the suffix
-                lab = [IGNORE_INDEX] * len(seq)
-                start = len(row)  # first prefix token
-                for t in range(start - 1, len(seq) - 1):
-                    lab[t] = seq[t + 1]
-                lab[len(prompt) - 1] = IGNORE_INDEX
-                label_rows.append(lab)
+                seq = prompt + [self.level_ids[level]] + self.suffix_ids[level]
+                label_rows.append(self._labels(seq, first=len(row), level_pos=len(prompt) - 1))
             else:
                 seq = prompt
             seqs.append(seq)
             level_pos_in_row.append(len(prompt) - 1)
 
+        return self._pad(enc, seqs, label_rows, level_pos_in_row, extra_tok_keys, extra_rows)
+
+    def _labels(self, seq: list[int], first: int, level_pos: int) -> list[int]:
+        """Shifted labels: the logits at t predict token t + 1, for every answer token from the first
+        prefix token (predicted by the prompt's last token) on; the level position is left out (its
+        target is the soft label) unless ``level_in_ce``."""
+        lab = [IGNORE_INDEX] * len(seq)
+        for t in range(first - 1, len(seq) - 1):
+            lab[t] = seq[t + 1]
+        if not self.level_in_ce:
+            lab[level_pos] = IGNORE_INDEX
+        return lab
+
+    def _pad(self, enc, seqs, label_rows, level_pos_in_row, extra_tok_keys, extra_rows) -> dict:
+        """Left-pad the rows into the batch tensors (and the per-token extras some processors add)."""
         T = max(len(s) for s in seqs)
         B = len(seqs)
         input_ids = torch.full((B, T), self.pad_id, dtype=torch.long)

@@ -58,8 +58,11 @@ class TrainConfig:
     train_vision: bool = setting(False, "LoRA: also train the vision tower in full", resume=True)
     merge: bool = setting(False, "LoRA: save the final model merged into its base")
     # labels
-    label: str = setting("soft", "soft label (DeQA) or one-hot level (Q-Align)", resume=True,
+    label: str = setting("soft", "soft: the level token learns the soft label (KL), DeQA; onehot: Q-Align's "
+                         "cross-entropy over the whole answer, level word included (no KL)", resume=True,
                          choices=("soft", "onehot"))
+    question: str = setting("random", "random: each image asked one of the ten published questions, drawn per "
+                            "epoch; fixed: always the scoring question", resume=True, choices=("random", "fixed"))
     method: str = setting("official", "soft-label discretisation: official = pdf for KonIQ-10k and KADID-10k, cdf "
                           "for the others, as published", resume=True, choices=("official", "cdf", "pdf"))
     reference_labels: bool = setting(False, "soft labels exactly as the published implementation builds them",
@@ -98,6 +101,9 @@ class TrainConfig:
     save_every: int = setting(0, "checkpoint every N steps (0: at the end and on interruption only)")
     stop_at: int | None = setting(None, "stop after step N with a checkpoint, as if interrupted")
     resume: bool = setting(False, "continue the interrupted run in RUN_DIR")
+    recipe: str | None = setting(None, "start from a preset: official = the published DeQA-Score recipe (LoRA r 128, "
+                                 "alpha 256, lr 2e-5, 16 pairs, 3 epochs, vision trained in full); flags override it",
+                                 choices=("official",))
     progress: bool = setting(True, "no progress bar", negative="--no-progress")
 
     def __post_init__(self):
@@ -106,9 +112,16 @@ class TrainConfig:
         self.data = [str(p) for p in self.data]
         self.model, self.out = str(self.model), str(self.out)
 
+    @classmethod
+    def from_recipe(cls, name: str, **settings) -> "TrainConfig":
+        """The preset ``RECIPES[name]``, with ``settings`` on top (``steps`` replaces its ``epochs``)."""
+        return cls(**resolve_settings(settings, name))
+
     def loss_settings(self) -> LossSettings:
+        """The loss step's settings; one-hot labels train the level word by the cross-entropy, so no KL."""
         return LossSettings(gamma=self.gamma, p_hat_variant=self.p_hat, detach_sigma=self.detach_sigma,
-                            use_fidelity=self.use_fidelity, use_kl=self.use_kl, closed_set=self.closed_set)
+                            use_fidelity=self.use_fidelity, use_kl=self.use_kl and self.label != "onehot",
+                            closed_set=self.closed_set)
 
     def check(self) -> None:
         """Refuse settings that cannot make sense (NaN, infinite, negative, out of range, the same
@@ -153,6 +166,35 @@ def _check_range(name: str, value) -> None:
         raise DeqaError(f"train: {name} must be {bound}, got {value}")
 
 
+#: presets of settings (``--recipe``); the published one is DeQA-Score's training of mPLUG-Owl2
+RECIPES = {
+    "official": {"mode": "lora", "lora_r": 128, "lora_alpha": 256, "lora_dropout": 0.05, "lr": 2e-5,
+                 "warmup_ratio": 0.03, "weight_decay": 0.0, "batch_size": 16, "grad_accum": 1, "epochs": 3.0,
+                 "train_vision": True, "gamma": LossSettings.gamma, "p_hat": "fixed", "method": "official",
+                 "label": "soft", "question": "random", "use_fidelity": True, "use_kl": True},
+}
+#: the training length when neither steps nor epochs is given
+DEFAULT_EPOCHS = 3.0
+
+
+def resolve_settings(given: dict, recipe: str | None = None) -> dict:
+    """Every field's value: its default, then the recipe's, then ``given`` (what the user set); a
+    ``steps`` given replaces a recipe's ``epochs``, and with neither the run lasts ``DEFAULT_EPOCHS``."""
+    recipe = given.get("recipe", recipe)
+    if recipe is not None and recipe not in RECIPES:
+        raise DeqaError(f"train: unknown recipe {recipe!r}; known: {', '.join(RECIPES)}")
+    values = {f.name: None if f.default is MISSING else f.default for f in fields(TrainConfig)}
+    preset = dict(RECIPES.get(recipe, {}))
+    if given.get("steps") is not None:
+        preset.pop("epochs", None)
+    values.update(preset)
+    values.update(given)
+    values["recipe"] = recipe
+    if values["steps"] is None and values["epochs"] is None:
+        values["epochs"] = DEFAULT_EPOCHS
+    return values
+
+
 def resolved_paths(config: TrainConfig) -> dict:
     """The model (when it is a local folder) and the metadata files as absolute paths: what the resume
     check compares, whatever the working directory and however the paths were spelled."""
@@ -187,30 +229,47 @@ def _cli_type(f):
 
 
 def add_config_arguments(parser) -> None:
-    """The ``train`` command's options, one per ``TrainConfig`` field (its help and default)."""
+    """The ``train`` command's options, one per ``TrainConfig`` field with its help and default. Only
+    the options given end up in the parsed arguments (``argparse.SUPPRESS``), so that a recipe fills
+    the rest (``resolve_settings``)."""
+    import argparse
+
+    quiet = argparse.SUPPRESS
     groups = {"length": parser.add_mutually_exclusive_group()}
     for f in fields(TrainConfig):
-        cli = f.metadata["cli"]
+        cli, text = f.metadata["cli"], f.metadata["help"]
         target = groups[cli["group"]] if "group" in cli else parser
         flag = "--" + f.name.replace("_", "-")
-        default = None if f.default is MISSING else f.default
-        shown = f" (default {default})" if default not in (None, False, True) else ""
+        shown = f" (default {f.default})" if f.default not in (MISSING, None, False, True) else ""
         if "consts" in cli:
             group = parser.add_mutually_exclusive_group()
-            for const_flag, (value, text) in cli["consts"].items():
-                group.add_argument(const_flag, dest=f.name, action="store_const", const=value, help=text)
-        elif f.name == "data":
-            parser.add_argument(flag, action="append", required=True, metavar=cli["metavar"], help=f.metadata["help"])
-        elif f.default is MISSING:
-            parser.add_argument(flag, required=True, metavar=cli.get("metavar"), help=f.metadata["help"])
+            for const_flag, (value, const_help) in cli["consts"].items():
+                group.add_argument(const_flag, dest=f.name, action="store_const", const=value, default=quiet,
+                                   help=const_help)
         elif "negative" in cli:
             if f.default is None:
-                target.add_argument(flag, dest=f.name, action="store_true", default=None, help=f.metadata["help"])
-                target.add_argument(cli["negative"], dest=f.name, action="store_false", help="do not " + flag[2:].replace("-", " "))
+                target.add_argument(flag, dest=f.name, action="store_true", default=quiet, help=text)
+                target.add_argument(cli["negative"], dest=f.name, action="store_false", default=quiet,
+                                    help="do not " + flag[2:].replace("-", " "))
             else:
-                target.add_argument(cli["negative"], dest=f.name, action="store_false", help=f.metadata["help"])
+                target.add_argument(cli["negative"], dest=f.name, action="store_false", default=quiet, help=text)
         elif isinstance(f.default, bool):
-            target.add_argument(flag, action="store_true", help=f.metadata["help"])
+            target.add_argument(flag, action="store_true", default=quiet, help=text)
         else:
-            target.add_argument(flag, type=_cli_type(f), default=default, choices=cli.get("choices"),
-                                metavar=cli.get("metavar"), help=f.metadata["help"] + shown)
+            target.add_argument(flag, type=_cli_type(f), default=quiet, choices=cli.get("choices"),
+                                action="append" if f.name == "data" else "store", metavar=cli.get("metavar"),
+                                help=text + (" (required)" if f.default is MISSING else shown))
+
+
+def settings_from_args(args) -> dict:
+    """The run's settings from parsed ``train`` arguments: defaults, the recipe, then the flags given."""
+    names = {f.name for f in fields(TrainConfig)}
+    return resolve_settings({k: v for k, v in vars(args).items() if k in names})
+
+
+def config_from_settings(values: dict) -> TrainConfig:
+    """A TrainConfig from ``resolve_settings``'s values; the required ones missing is a one-line error."""
+    missing = [f"--{f.name}" for f in fields(TrainConfig) if f.default is MISSING and not values.get(f.name)]
+    if missing:
+        raise DeqaError(f"train: {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} required")
+    return TrainConfig(**values)

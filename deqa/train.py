@@ -23,7 +23,7 @@ import re
 import signal
 import threading
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +36,8 @@ from .checkpoints import (CHECKPOINT, RUN_CONFIG, RunLock, check_run_folder, fin
 from .collate import Collator, level_token_ids, model_inputs
 from .errors import DeqaError, Interrupted
 from .losses import IGNORE_INDEX, LossSettings
-from .runconfig import TrainConfig, add_config_arguments, check_resume, resolved_paths
+from .runconfig import (TrainConfig, add_config_arguments, check_resume, config_from_settings, resolved_paths,
+                        settings_from_args)
 from .runlog import METRICS_LOG
 from .setup import resolve_device
 from .trainset import PairBatchDataset, PairStream, TrainData, batches, check_readable, load_splits
@@ -276,7 +277,8 @@ def prepare(config: TrainConfig) -> Run:
     optimizer = _optimizer(model, lr, config.weight_decay)
     scheduler = transformers.get_cosine_schedule_with_warmup(optimizer, warmup, total)
     run = Run(config=config, run_dir=run_dir, dist=dist, device=device, model=model, processor=processor,
-              level_ids=level_ids, collator=Collator(processor, level_ids, train=True),
+              level_ids=level_ids, collator=Collator(processor, level_ids, train=True,
+                                                     level_in_ce=config.label == "onehot"),
               train_data=splits["train"], val_data=splits.get("val"), stream=stream,
               optimizer=optimizer, scheduler=scheduler, loss=config.loss_settings(), mode=mode, total=total)
     if previous is not None:
@@ -355,7 +357,7 @@ def training_loop(run: Run, loss_hook=None) -> bool:
 
     config = run.config
     dataset = PairBatchDataset(run.train_data, run.stream, run.collator, config.batch_size, run.pairs_done,
-                               (run.total - run.step) * config.grad_accum)
+                               (run.total - run.step) * config.grad_accum, questions=config.question)
     micro_batches = batches(dataset, config.num_workers)
     bar = progress(total=run.total, initial=run.step, desc="DeQA fine-tuning", unit="step",
                    disable=not (config.progress and run.dist.is_main))
@@ -481,8 +483,8 @@ def log_row(run: Run, row: dict) -> None:
 
 
 def validate(run: Run) -> None:
-    """Score the validation images (at most ``eval_limit`` per data set) and log SRCC and PLCC per
-    data set and their means (``deqa.evaluate.per_dataset_table``). A data set too small to
+    """Score the validation images (at most ``eval_limit`` per data set) and log SRCC and PLCC (after
+    the logistic fit) per data set and their means (``deqa.evaluate.per_dataset_table``). A data set too small to
     correlate (fewer than 3 images, or a constant score) logs its ``n`` only."""
     from .evaluate import per_dataset_table
     from .infer import predict_data
@@ -493,8 +495,8 @@ def validate(run: Run) -> None:
     preds = predict_data(run.model, run.processor, run.val_data, config.eval_batch_size,
                          limit=config.eval_limit, seed=config.seed)
     table = per_dataset_table(preds)
-    small = table["n"] < 3
-    table.loc[small, ["srcc", "plcc"]] = np.nan
+    table["plcc"] = table["plcc_logistic"]  # the headline PLCC: after the logistic fit, the published protocol
+    table.loc[table["n"] < 3, ["srcc", "plcc"]] = np.nan
     row = {"step": run.step}
     if table["srcc"].notna().any():
         row.update(val_srcc=float(table["srcc"].mean()), val_plcc=float(table["plcc"].mean()))
@@ -562,14 +564,16 @@ def _restore(run: Run, state: dict) -> None:
 def add_arguments(parser) -> None:
     """The ``train`` command's options: one per ``TrainConfig`` field (``deqa.runconfig``)."""
     add_config_arguments(parser)
+    parser.add_argument("--print-config", action="store_true",
+                        help="print the resolved settings as JSON and exit (nothing is loaded or written)")
 
 
 def run(args) -> int:
-    names = {f.name for f in fields(TrainConfig)}
-    values = {k: v for k, v in vars(args).items() if k in names}
-    if values.get("steps") is None and values.get("epochs") is None:
-        values["epochs"] = 3.0
-    result = train(TrainConfig(**values))
+    values = settings_from_args(args)
+    if args.print_config:
+        print(json.dumps(values, indent=1))
+        return 0
+    result = train(config_from_settings(values))
     if not distributed.from_env().is_main:  # under torchrun only rank 0 reports
         return 0
     if result.stopped:

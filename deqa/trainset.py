@@ -18,7 +18,10 @@ import torch
 
 from .errors import DeqaError
 from .images import load_image
-from .levels import LABEL_COLUMNS
+from .levels import LABEL_COLUMNS, level_index
+
+#: mixed into the seed of the question draws, so that they are independent of the pair draws
+QUESTION_SEED_TAG = 7
 
 
 @dataclass
@@ -41,8 +44,9 @@ class TrainData:
 
     @property
     def answer_levels(self) -> np.ndarray:
-        """The level written in the answer text during training: the target's most likely level."""
-        return self.target.argmax(axis=1)
+        """The level written in the answer text during training: the published equal-width bin of mu
+        (``deqa.levels.level_index``), whatever the soft label's most likely level."""
+        return level_index(self.mu)
 
 
 def _labelled_tables(metas, method: str, reference: bool, nominal: bool) -> list[pd.DataFrame]:
@@ -124,13 +128,16 @@ def load_split(metas, split: str, **options) -> TrainData:
 class PairStream:
     """The endless stream of (A, B) pairs, epoch after epoch, addressed by the number of pairs
     already consumed: ``take(start, n)`` is a pure function of its arguments, so a resumed run
-    continues with exactly the pairs an uninterrupted one would have used."""
+    continues with exactly the pairs an uninterrupted one would have used. ``questions(start, n)``
+    gives the question each image of those pairs is asked: one of ``deqa.collate.QUESTIONS`` drawn per
+    image and epoch, as the published training does, seeded the same way."""
 
     def __init__(self, datasets, seed: int, rank: int = 0, world_size: int = 1):
         from .pairs import PairSampler
 
         self.sampler = PairSampler(datasets, seed=seed, rank=rank, world_size=world_size,
                                    drop_last=world_size > 1)
+        self.seed, self.n_images = seed, len(datasets)
         self.per_epoch = len(self.sampler)
         self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
@@ -139,16 +146,30 @@ class PairStream:
             self._cache = {epoch: self.sampler.epoch_pairs(epoch)}  # keep one epoch in memory
         return self._cache[epoch]
 
-    def take(self, start: int, n: int):
-        a, b = [], []
+    def _segments(self, start: int, n: int):
+        """(epoch, first, last) slices of the epochs that pairs start .. start + n fall in."""
         while n > 0:
             epoch, offset = divmod(start, self.per_epoch)
-            ia, ib = self._epoch(epoch)
             k = min(n, self.per_epoch - offset)
-            a.append(ia[offset:offset + k])
-            b.append(ib[offset:offset + k])
+            yield epoch, offset, offset + k
             start, n = start + k, n - k
-        return np.concatenate(a), np.concatenate(b)
+
+    def take(self, start: int, n: int):
+        parts = [tuple(ix[lo:hi] for ix in self._epoch(epoch)) for epoch, lo, hi in self._segments(start, n)]
+        return np.concatenate([a for a, _ in parts]), np.concatenate([b for _, b in parts])
+
+    def questions(self, start: int, n: int):
+        """Indices into ``QUESTIONS`` of the A and B images of the pairs ``take(start, n)`` gives."""
+        from .collate import QUESTIONS
+
+        qa, qb = [], []
+        for epoch, lo, hi in self._segments(start, n):
+            drawn = np.random.default_rng([self.seed, epoch, QUESTION_SEED_TAG]).integers(
+                len(QUESTIONS), size=self.n_images)
+            ia, ib = self._epoch(epoch)
+            qa.append(drawn[ia[lo:hi]])
+            qb.append(drawn[ib[lo:hi]])
+        return np.concatenate(qa), np.concatenate(qb)
 
 
 class PairBatchDataset:
@@ -157,18 +178,26 @@ class PairBatchDataset:
     prepare batches in worker processes without changing what they contain."""
 
     def __init__(self, data: TrainData, stream: PairStream, collator, batch_size: int, start: int,
-                 count: int):
+                 count: int, questions: str = "random"):
         self.data, self.stream, self.collator = data, stream, collator
         self.batch_size, self.start, self.count = batch_size, start, count
+        self.random_questions = questions == "random"
 
     def __len__(self) -> int:
         return self.count
 
     def __getitem__(self, i: int) -> dict:
-        ia, ib = self.stream.take(self.start + i * self.batch_size, self.batch_size)
+        first = self.start + i * self.batch_size
+        ia, ib = self.stream.take(first, self.batch_size)
         idx = np.concatenate([ia, ib])
         images = [load_image(self.data.paths[j]) for j in idx]
-        batch = dict(self.collator(images, levels=[int(v) for v in self.data.answer_levels[idx]]))
+        questions = None
+        if self.random_questions:
+            from .collate import QUESTIONS
+
+            questions = [QUESTIONS[k] for k in np.concatenate(self.stream.questions(first, self.batch_size))]
+        batch = dict(self.collator(images, levels=[int(v) for v in self.data.answer_levels[idx]],
+                                   questions=questions))
         batch["target"] = torch.as_tensor(self.data.target[idx], dtype=torch.float32)
         batch["mu"] = torch.as_tensor(self.data.mu[idx], dtype=torch.float64)
         batch["sigma"] = torch.as_tensor(self.data.sigma[idx], dtype=torch.float64)

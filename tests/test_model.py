@@ -124,6 +124,27 @@ def test_collator_train_labels_and_level_position(tiny):
     assert tok.decode(batch["input_ids"][0][int(batch["level_pos"][0]) + 1 :]).startswith(" excellent.")
 
 
+def test_collator_asks_each_image_its_own_question_and_the_one_hot_label_trains_the_level_word(tiny):
+    processor = tiny[3]
+    tok = processor.tokenizer
+    ids = C.level_token_ids(tok)
+    questions = [C.QUESTIONS[0], C.QUESTIONS[7]]
+    soft = C.Collator(processor, ids, train=True)(_images(2), [1, 3], questions=questions)
+    for i, q in enumerate(questions):
+        text = tok.decode(soft["input_ids"][i][soft["attention_mask"][i].bool()])
+        assert q in text and all(other not in text for other in C.QUESTIONS if other != q)
+    default = C.Collator(processor, ids, train=False)(_images(1))
+    assert C.QUESTION in tok.decode(default["input_ids"][0]) and C.QUESTION == "How would you rate the quality of this image?"
+    assert len(C.QUESTIONS) == 10 and C.QUESTION in C.QUESTIONS
+    onehot = C.Collator(processor, ids, train=True, level_in_ce=True)(_images(2), [1, 3], questions=questions)
+    rows = torch.arange(2)
+    pos = onehot["level_pos"]
+    assert onehot["labels"][rows, pos].tolist() == [ids[1], ids[3]]  # the level word is one more CE token
+    assert torch.equal(onehot["input_ids"], soft["input_ids"])
+    differs = (onehot["labels"] != soft["labels"]).nonzero()
+    assert differs[:, 1].tolist() == pos.tolist()  # nothing else changes
+
+
 def test_collator_eval_prompt_ends_at_the_level_position(tiny):
     processor = tiny[3]
     batch = C.Collator(processor, train=False)(_images(2))

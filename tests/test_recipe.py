@@ -4,9 +4,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from deqa import mllm, recipe
 
 
+@pytest.mark.slow
 def test_embedded_two_stage_recipe_in_smoke_mode(smoke_data, tmp_path):
     data_dir = Path(smoke_data[0]).parents[1]
     summary = recipe.train_embedded(tmp_path / "tiny-deqa", data_dir, smoke=True, progress=False)

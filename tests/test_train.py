@@ -219,3 +219,32 @@ def test_lora_trains_saves_and_reloads_with_identical_scores(tiny_model, smoke_d
     base, _ = mllm.load(tiny_model)
     untrained = score_images(base, processor, images, progress=False)
     assert np.abs(untrained["score"].to_numpy() - after["score"].to_numpy()).max() > 1e-4
+
+
+def test_recipe_official_prints_the_published_settings_without_loading_anything(capsys):
+    assert cli.main(["train", "--recipe", "official", "--print-config"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    expected = {"mode": "lora", "lora_r": 128, "lora_alpha": 256, "lora_dropout": 0.05, "lr": 2e-5,
+                "warmup_ratio": 0.03, "weight_decay": 0.0, "batch_size": 16, "epochs": 3.0, "steps": None,
+                "train_vision": True, "gamma": 0.05, "p_hat": "fixed", "method": "official", "question": "random"}
+    assert {k: printed[k] for k in expected} == expected
+    assert cli.main(["train", "--recipe", "official", "--lora-r", "64", "--steps", "10", "--gamma", "0.1",
+                     "--print-config"]) == 0
+    changed = json.loads(capsys.readouterr().out)
+    assert (changed["lora_r"], changed["steps"], changed["epochs"], changed["gamma"]) == (64, 10, None, 0.1)
+    assert changed["lora_alpha"] == 256  # the rest of the preset stays
+    assert cli.main(["train", "--print-config"]) == 0  # no recipe: the defaults, 3 epochs
+    plain = json.loads(capsys.readouterr().out)
+    assert (plain["lora_r"], plain["epochs"], plain["method"], plain["gamma"]) == (16, 3.0, "official", 0.05)
+    assert cli.main(["train", "--data", "x.csv"]) == 2
+    assert "--model and --out are required" in capsys.readouterr().err
+    config = train.TrainConfig.from_recipe("official", model="m", data=["d"], out="o", steps=5)
+    assert config.lora_r == 128 and config.steps == 5 and config.epochs is None
+
+
+def test_gamma_is_stated_once(monkeypatch):
+    """The loss step's gamma is deqa.losses.GAMMA unless a run sets its own."""
+    from deqa import losses, runconfig
+
+    assert train.TrainConfig(model="m", data=["d"], out="o", steps=1).loss_settings().gamma == losses.GAMMA
+    assert runconfig.resolve_settings({})["gamma"] == losses.GAMMA

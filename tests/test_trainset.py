@@ -47,3 +47,32 @@ def test_load_splits_reads_each_file_once_and_equals_load_split(smoke_data, monk
         np.testing.assert_array_equal(got.mu, alone.mu)
     n = sum(len(pd.read_csv(m)) for m in smoke_data)
     assert sum(len(d) for d in splits.values()) == n
+
+
+def test_questions_are_drawn_per_image_and_epoch_and_follow_the_pairs():
+    from deqa.collate import QUESTIONS
+
+    datasets = np.array(["a"] * 40 + ["b"] * 30)
+    stream = trainset.PairStream(datasets, seed=5)
+    n = stream.per_epoch
+    a, b = stream.take(0, 2 * n)
+    qa, qb = stream.questions(0, 2 * n)
+    assert qa.shape == a.shape and set(qa) | set(qb) == set(range(len(QUESTIONS)))
+    # one question per image and epoch: an image drawn twice in one epoch (as A, then as B) keeps it
+    first = dict(zip(a[:n], qa[:n]))
+    assert all(first[j] == q for j, q in zip(b[:n], qb[:n]) if j in first)
+    # a pure function of the position (resume-safe), and a new draw in the next epoch
+    again = stream.questions(n - 3, 6)
+    np.testing.assert_array_equal(again[0], qa[n - 3:n + 3])
+    second = dict(zip(a[n:], qa[n:]))
+    assert np.mean([first[j] != second[j] for j in first if j in second]) > 0.5
+    assert trainset.PairStream(datasets, seed=6).questions(0, n)[0].tolist() != qa[:n].tolist()
+
+
+def test_the_answer_word_is_the_published_equal_width_bin(smoke_data):
+    from deqa.levels import ONE_HOT_EDGES
+
+    data = trainset.load_split(smoke_data, "train")
+    expected = np.sum(data.mu[:, None] > ONE_HOT_EDGES, axis=1)  # bad <= 1.8 < poor <= 2.6 ...
+    np.testing.assert_array_equal(data.answer_levels, expected)
+    assert len(set(data.answer_levels)) == 5
