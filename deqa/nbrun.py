@@ -19,6 +19,20 @@ from .paths import ROOT
 
 NOTEBOOK_DIR = ROOT / "notebooks"
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+#: On x86-64, torch's, MKL's and oneDNN's CPU code paths are pinned to AVX2, which every x86-64 CPU of the
+#: last decade has: wider vector units (AVX-512) round sums differently, so without the pin the trained
+#: models, the printed numbers and the figures differ in the last bits from one CPU to another.
+REPRODUCIBLE_CPU = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+
+
+def pin_cpu_code_paths() -> None:
+    """Set ``REPRODUCIBLE_CPU`` in the environment the notebook kernels inherit (x86-64 only; a value
+    already set is kept)."""
+    import platform
+
+    if platform.machine().lower() in ("x86_64", "amd64"):
+        for key, value in REPRODUCIBLE_CPU.items():
+            os.environ.setdefault(key, value)
 
 
 def chapter_notebooks() -> list[Path]:
@@ -73,6 +87,7 @@ def execute(path: Path, out_path: Path | None, timeout: int = 3600, verbose: boo
     import nbformat
     from nbclient import NotebookClient
 
+    pin_cpu_code_paths()
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}},
