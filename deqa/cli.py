@@ -16,6 +16,7 @@ COMMANDS = {
     "train": ("deqa.train", "fine-tune an MLLM with the DeQA loss"),
     "score": ("deqa.infer", "score images with a trained model (one forward pass each)"),
     "evaluate": ("deqa.evaluate", "PLCC/SRCC/KRCC and distribution gaps of predictions against metadata"),
+    "paper-table": ("deqa.paper_table", "score the published test lists and print PLCC/SRCC beside the paper's numbers"),
 }
 
 
