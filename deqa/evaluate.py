@@ -230,6 +230,8 @@ def evaluate_table(preds_df: pd.DataFrame, meta_df: pd.DataFrame, split: str | N
     for name in table.attrs["logistic_fallback"]:
         warnings.warn(f"data set {name!r}: the logistic fit did not converge; plcc_logistic is the "
                       "raw PLCC", RuntimeWarning, stacklevel=2)
+    for name, why in table.attrs["undefined"].items():
+        warnings.warn(f"data set {name!r}: {why}", RuntimeWarning, stacklevel=2)
     missing = joined.attrs["missing_predictions"]
     absent = [name for name in missing if name not in table.index]
     if absent:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -153,7 +154,10 @@ def test_too_few_images_or_constant_predictions_have_no_correlation(tmp_path, ca
     meta, preds = _toy_tables()
     two = preds[preds["image"].str.startswith("/data/a/")].iloc[:2]
     constant = preds[preds["image"].str.startswith("/elsewhere/")].assign(score=3.0)
-    table = evaluate.evaluate_table(pd.concat([two, constant]), meta)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        table = evaluate.evaluate_table(pd.concat([two, constant]), meta)
+    assert sorted(str(w.message).split(":")[1].strip()[:8] for w in caught) == ["every pr", "too few "]
     for col in ("plcc", "plcc_logistic", "srcc", "krcc"):
         assert table[col].isna().all(), col  # n = 2 would give exactly 1.0
     assert table.loc["a", "n"] == 2 and np.isfinite(table.loc["a", "w2"])
