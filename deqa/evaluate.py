@@ -86,7 +86,9 @@ def _check_predictions(preds: pd.DataFrame, source: str) -> None:
         i = int(np.flatnonzero(bad)[0])
         raise DeqaError(f"{source}: row {i + 1} (image {preds['image'].iloc[i]!r}) has a missing or "
                         f"non-numeric value in {numeric}")
-    where = lambda i: f"{source}: row {i + 1} (image {preds['image'].iloc[i]!r})"  # noqa: E731
+    def where(i: int) -> str:
+        return f"{source}: row {i + 1} (image {preds['image'].iloc[i]!r})"
+
     if "std" in numeric:
         std = values[:, numeric.index("std")]
         if (std < 0).any():
