@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 
 # command -> (module that implements it, one-line help)
 COMMANDS = {
@@ -33,19 +34,33 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings as ``warning: MESSAGE`` on one line of stderr (no source location, no echoed code)."""
+    text = " ".join(str(message).split())
+    print(f"warning: {text}", file=sys.stderr if file is None else file)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def main(argv=None) -> int:
+    """Run one command. Bad input (``DeqaError``, and the ``OSError``/``ValueError`` a file or a
+    setting can raise) ends with one ``error: ...`` line and exit code 2; Ctrl-C with 130. Other
+    exceptions are programming errors and keep their traceback."""
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if not a.startswith("-")), None)
     args = build_parser(command if command in COMMANDS else None).parse_args(argv)
-    from .errors import DeqaError
 
-    try:
-        result = importlib.import_module(args._module).run(args)
-    except KeyboardInterrupt as exc:  # Ctrl-C, or a stop signal the command turned into Interrupted
-        print("interrupted", file=sys.stderr)
-        return 128 + getattr(exc, "signum", 2)
-    except (DeqaError, FileNotFoundError, NotADirectoryError, PermissionError) as exc:
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        print(f"error: {msg}", file=sys.stderr)
-        return 2
+    with warnings.catch_warnings():
+        warnings.showwarning = _one_line_warning
+        try:
+            result = importlib.import_module(args._module).run(args)
+        except KeyboardInterrupt as exc:  # Ctrl-C, or a stop signal the command turned into Interrupted
+            print("interrupted", file=sys.stderr)
+            return 128 + getattr(exc, "signum", 2)
+        except (OSError, ValueError) as exc:  # DeqaError is a ValueError
+            print(f"error: {_first_line(exc)}", file=sys.stderr)
+            return 2
     return int(result or 0)

@@ -25,6 +25,12 @@ from .metrics import GAP_COLUMNS, distribution_gaps, krcc, plcc, plcc_logistic_c
 #: Columns of ``per_dataset_table``, in order (the index is the data set, or the group, name).
 TABLE_COLUMNS = ("n", "plcc", "plcc_logistic", "srcc", "krcc", *GAP_COLUMNS)
 
+#: fewest images a group's correlations are given for (any two distinct points correlate perfectly)
+MIN_CORRELATION_N = 3
+
+#: how far a row of p_bad .. p_excellent may sum from 1 (the CSV keeps 6 decimals)
+PROB_SUM_TOLERANCE = 1e-3
+
 
 # --------------------------------------------------------------------------------- matching images
 def _path_key(path) -> str:
@@ -67,6 +73,8 @@ def match_images(pred_images, meta_images, meta_datasets=None) -> np.ndarray:
 
 # ------------------------------------------------------------------------------------- joining
 def _check_predictions(preds: pd.DataFrame, source: str) -> None:
+    """One-line DeqaError naming ``source`` and the row (1 = the first data row) for a missing column,
+    a missing or non-numeric value, a negative ``std`` or ``p_*`` values that are not probabilities."""
     missing = [c for c in ("image", "score") if c not in preds.columns]
     if missing:
         raise DeqaError(f"{source}: missing column(s) {missing}; expected image, score, std, "
@@ -78,6 +86,25 @@ def _check_predictions(preds: pd.DataFrame, source: str) -> None:
         i = int(np.flatnonzero(bad)[0])
         raise DeqaError(f"{source}: row {i + 1} (image {preds['image'].iloc[i]!r}) has a missing or "
                         f"non-numeric value in {numeric}")
+    def where(i: int) -> str:
+        return f"{source}: row {i + 1} (image {preds['image'].iloc[i]!r})"
+
+    if "std" in numeric:
+        std = values[:, numeric.index("std")]
+        if (std < 0).any():
+            i = int(np.flatnonzero(std < 0)[0])
+            raise DeqaError(f"{where(i)}: std is negative ({std[i]:g})")
+    cols = [c for c in PROB_COLUMNS if c in numeric]
+    if cols:
+        p = values[:, [numeric.index(c) for c in cols]]
+        bad = (p < 0).any(axis=1) | (p > 1).any(axis=1)
+        if len(cols) == len(PROB_COLUMNS):
+            bad |= np.abs(p.sum(axis=1) - 1) > PROB_SUM_TOLERANCE
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            shown = ", ".join(f"{c} = {v:g}" for c, v in zip(cols, p[i]))
+            raise DeqaError(f"{where(i)}: {', '.join(cols)} are not probabilities ({shown}; each must be "
+                            f"in [0, 1] and together they must sum to 1)")
 
 
 def human_labels(meta: pd.DataFrame, method: str = "official") -> pd.DataFrame:
@@ -141,11 +168,18 @@ def join_predictions(preds_df: pd.DataFrame, meta_df: pd.DataFrame, split: str |
 
 
 # ---------------------------------------------------------------------------------- the table
-def _group_row(part: pd.DataFrame) -> tuple[dict, bool]:
-    """The metrics of one group's rows, and whether the logistic fit converged."""
+def _group_row(part: pd.DataFrame) -> tuple[dict, bool, str | None]:
+    """The metrics of one group's rows, whether the logistic fit converged, and why the correlations
+    are undefined (None when they are not)."""
     score, mu = part["score"].to_numpy(float), part["mu"].to_numpy(float)
-    row, ok = {"n": len(part)}, True
-    if len(part) >= 2:
+    row, ok, undefined = {"n": len(part)}, True, None
+    if len(part) < MIN_CORRELATION_N:
+        undefined = f"too few images to correlate (n = {len(part)}, at least {MIN_CORRELATION_N} needed)"
+    elif np.ptp(score) == 0:
+        undefined = "every prediction is the same: correlations are undefined"
+    elif np.ptp(mu) == 0:
+        undefined = "every human score is the same: correlations are undefined"
+    else:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # a NaN in the table says it already
             row.update(plcc=plcc(score, mu), srcc=srcc(score, mu), krcc=krcc(score, mu))
@@ -158,24 +192,30 @@ def _group_row(part: pd.DataFrame) -> tuple[dict, bool]:
                                  rows[list(PROB_COLUMNS)] if has_probs else None,
                                  rows[list(LABEL_COLUMNS)] if has_probs else None)
         row.update(gaps.attrs["mean"])
-    return row, ok
+    return row, ok, undefined
 
 
 def per_dataset_table(table: pd.DataFrame, by: str = "dataset") -> pd.DataFrame:
     """One row per group of ``by`` (the index, in order of appearance): n, PLCC, PLCC after the
     logistic, SRCC, KRCC of ``score`` against the human ``mu``, and - for the rows with a known human
     ``sigma``, when the table has the predicted ``std`` - the mean distribution gaps (Gaussian KL and
-    W2; JS and W1 of the five-level ``p_*`` against ``q_*`` when both are there). A group whose
-    logistic fit does not converge gets the raw PLCC in ``plcc_logistic`` and its name in
+    W2; JS and W1 of the five-level ``p_*`` against ``q_*`` when both are there).
+
+    Correlations are NaN for a group of fewer than ``MIN_CORRELATION_N`` images or with constant
+    predictions (or human scores): ``.attrs["undefined"]`` maps such a group to the reason. A group
+    whose logistic fit does not converge gets the raw PLCC in ``plcc_logistic`` and its name in
     ``.attrs["logistic_fallback"]``."""
-    rows, fallback = {}, []
+    rows, fallback, undefined = {}, [], {}
     for name, idx in table.groupby(by, sort=False).indices.items():
-        rows[str(name)], ok = _group_row(table.iloc[idx])
+        rows[str(name)], ok, why = _group_row(table.iloc[idx])
         if not ok:
             fallback.append(str(name))
+        if why:
+            undefined[str(name)] = why
     out = pd.DataFrame.from_dict(rows, orient="index").reindex(columns=list(TABLE_COLUMNS))
     out.index.name = by
     out.attrs["logistic_fallback"] = fallback
+    out.attrs["undefined"] = undefined
     return out
 
 
@@ -185,18 +225,21 @@ def evaluate_table(preds_df: pd.DataFrame, meta_df: pd.DataFrame, split: str | N
     ``TABLE_COLUMNS``, on the 1-5 level scale. ``preds_df``: the output of ``python -m deqa score``;
     ``meta_df``: our metadata schema. A data set with no prediction at all still gets its row
     (n = 0). ``.attrs`` carries ``missing_predictions`` and ``unmatched_predictions`` from
-    ``join_predictions`` and ``logistic_fallback``: nothing is dropped silently."""
+    ``join_predictions``, ``logistic_fallback`` and ``undefined`` from ``per_dataset_table``:
+    nothing is dropped silently."""
     joined = join_predictions(preds_df, meta_df, split=split, source=source)
     table = per_dataset_table(joined)
     for name in table.attrs["logistic_fallback"]:
         warnings.warn(f"data set {name!r}: the logistic fit did not converge; plcc_logistic is the "
                       "raw PLCC", RuntimeWarning, stacklevel=2)
+    for name, why in table.attrs["undefined"].items():
+        warnings.warn(f"data set {name!r}: {why}", RuntimeWarning, stacklevel=2)
     missing = joined.attrs["missing_predictions"]
     absent = [name for name in missing if name not in table.index]
     if absent:
-        fallback = table.attrs["logistic_fallback"]
+        attrs = dict(table.attrs)
         table = pd.concat([table, pd.DataFrame({"n": 0}, index=pd.Index(absent, name="dataset"))])
-        table.attrs["logistic_fallback"] = fallback
+        table.attrs.update(attrs)
     table["n"] = table["n"].astype(int)
     table.index.name = "dataset"
     table.attrs["missing_predictions"] = {k: v for k, v in missing.items() if v}
@@ -220,7 +263,8 @@ def _read_predictions(path) -> pd.DataFrame:
     if not path.is_file():
         raise DeqaError(f"{path}: predictions file not found")
     try:
-        return pd.read_csv(path)
+        # file names that are not valid UTF-8 were written by `score` with their original bytes
+        return pd.read_csv(path, encoding_errors="surrogateescape")
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise DeqaError(f"{path}: cannot read the predictions CSV ({str(exc).splitlines()[0]})") from None
 
@@ -243,15 +287,45 @@ def format_table(table: pd.DataFrame) -> str:
     return shown.to_string(float_format=lambda v: f"{v:.4f}", na_rep="-")
 
 
+def _check_some_match(table: pd.DataFrame, preds: pd.DataFrame, args) -> None:
+    """A DeqaError when no prediction matched a metadata image (a header-only file, the wrong META)."""
+    if int(table["n"].sum()) > 0:
+        return
+    if preds.empty:
+        raise DeqaError(f"{args.preds}: no predictions (the file has a header only)")
+    split = f" (split {args.split!r})" if args.split else ""
+    examples = ", ".join(table.attrs["unmatched_predictions"][:2])
+    raise DeqaError(f"none of the {len(preds)} predictions in {args.preds} matches an image of "
+                    f"{', '.join(map(str, args.meta))}{split} (e.g. {examples}): wrong metadata file?")
+
+
+def _notes(table: pd.DataFrame, preds: pd.DataFrame) -> list[str]:
+    """What the table alone does not say: images without a prediction, predictions matching nothing,
+    groups whose correlations are undefined, logistic fits that fell back, scores off the 1-5 scale."""
+    notes = [f"{len(images)} image(s) of {name!r} have no prediction (e.g. {', '.join(images[:3])})"
+             for name, images in table.attrs["missing_predictions"].items()]
+    unmatched = table.attrs["unmatched_predictions"]
+    if unmatched:
+        notes.append(f"{len(unmatched)} prediction(s) match no metadata image (e.g. {', '.join(unmatched[:3])})")
+    notes += [f"{name}: {why}" for name, why in table.attrs["undefined"].items()]
+    fallback = table.attrs["logistic_fallback"]
+    if fallback:
+        notes.append(f"the logistic fit did not converge for {', '.join(fallback)}: PLCC-logistic is the raw PLCC")
+    score = pd.to_numeric(preds["score"]).to_numpy(float)
+    if len(score) and (score.min() < 1 - 1e-6 or score.max() > 5 + 1e-6):
+        notes.append(f"scores range from {score.min():g} to {score.max():g}, outside the 1-5 level scale "
+                     "the distribution gaps assume")
+    return notes
+
+
 def run(args) -> int:
     preds = _read_predictions(args.preds)
     meta = _read_all_metadata(args.meta, args.format)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # the fallbacks are reported below
         table = evaluate_table(preds, meta, split=args.split, source=str(args.preds))
+    _check_some_match(table, preds, args)
     missing = table.attrs["missing_predictions"]
-    unmatched = table.attrs["unmatched_predictions"]
-    fallback = table.attrs["logistic_fallback"]
     if args.json:
         records = [{"dataset": name, **{k: (None if pd.isna(v) else (int(v) if k == "n" else float(v)))
                                         for k, v in row.items()}}
@@ -259,18 +333,13 @@ def run(args) -> int:
         print(json.dumps({"datasets": records,
                           "missing_predictions": {k: len(v) for k, v in missing.items()},
                           "missing_examples": {k: v[:5] for k, v in missing.items()},
-                          "unmatched_predictions": unmatched,
-                          "logistic_fallback": fallback}, indent=2))
+                          "unmatched_predictions": table.attrs["unmatched_predictions"],
+                          "logistic_fallback": table.attrs["logistic_fallback"],
+                          "undefined": table.attrs["undefined"]}, indent=2))
         return 0
     print(format_table(table))
     print("KL = Gaussian KL(human || predicted); JS-Gaussian = the published Gaussian 'JS' (KL to a moment-matched\n"
           "midpoint), JS-levels = Jensen-Shannon of the five-level distributions, both in nats; W1, W2 in level units")
-    for name, images in missing.items():
-        print(f"note: {len(images)} image(s) of {name!r} have no prediction "
-              f"(e.g. {', '.join(images[:3])})")
-    if unmatched:
-        print(f"note: {len(unmatched)} prediction(s) match no metadata image "
-              f"(e.g. {', '.join(unmatched[:3])})")
-    if fallback:
-        print(f"note: the logistic fit did not converge for {', '.join(fallback)}: PLCC-logistic is the raw PLCC")
+    for note in _notes(table, preds):
+        print(f"note: {note}")
     return 0

@@ -11,8 +11,9 @@ Explained in notebook 05 (``05_distribution_plots``).
 from __future__ import annotations
 
 import argparse
+import math
+import sys
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -20,17 +21,19 @@ import torch
 
 from . import levels
 from .errors import DeqaError
-from .images import find_images, load_image, open_image
+from .images import load_image, open_image, to_rgb
 from .losses import level_probs
 
 
 def score_images(model, processor, images, batch_size: int = 16, progress: bool = True, level_ids=None,
-                 square: bool = True) -> pd.DataFrame:
+                 square: bool = True, min_side: int | None = None) -> pd.DataFrame:
     """Score ``images`` (paths or PIL images) -> DataFrame with ``score, std, p_bad .. p_excellent``.
 
     With paths the first column is ``image`` (the path as given). Unreadable images are skipped
     with a warning naming them, and listed in ``df.attrs["skipped"]``. The result of an image does
-    not depend on the batch it is in (left padding, one forward per batch).
+    not depend on the batch it is in (left padding, one forward per batch). Files are read with
+    ``deqa.images.open_image``, whole unless ``min_side`` lets a large JPEG be decoded at reduced
+    size (``decode_side`` gives the value ``score --low-memory`` uses).
     """
     from .collate import Collator, level_token_ids
     from .mllm import level_logits
@@ -54,9 +57,10 @@ def score_images(model, processor, images, batch_size: int = 16, progress: bool 
             for i, item in enumerate(images[start : start + batch_size], start):
                 name = str(item) if not hasattr(item, "convert") else f"image {i}"
                 try:
-                    img = item if hasattr(item, "convert") else open_image(item)
+                    img = _as_rgb(item) if hasattr(item, "convert") else open_image(item, min_side)
                 except Exception as exc:  # unreadable or corrupt file: report it and go on
-                    warnings.warn(f"skipping {name}: cannot read the image ({type(exc).__name__}: {exc})",
+                    why = " ".join(str(exc).split())
+                    warnings.warn(f"skipping {name}: cannot read the image ({type(exc).__name__}: {why})",
                                   stacklevel=2)
                     skipped.append(name)
                     continue
@@ -85,6 +89,32 @@ def score_images(model, processor, images, batch_size: int = 16, progress: bool 
         df.insert(0, "image", names)
     df.attrs["skipped"] = skipped
     return df
+
+
+def _as_rgb(img):
+    return img if img.mode == "RGB" else to_rgb(img)
+
+
+def decode_side(processor) -> int | None:
+    """The smallest side ``score --low-memory`` lets a JPEG be decoded at (``open_image(min_side=)``):
+    four times the model's input side and at least 1024 px, so only photos far larger than the
+    model's input are decoded at 1/2, 1/4 or 1/8 size (much less memory; their scores move by up
+    to about 0.01) and common data-set images (1024 x 768 and smaller) stay whole. None when the
+    processor's input size is unknown."""
+    ip = getattr(processor, "image_processor", None)
+    size = getattr(ip, "size", None)
+    try:
+        values = dict(size) if isinstance(size, dict) else vars(size)
+    except TypeError:  # no size, or one this function does not know
+        return None
+    values = {k: v for k, v in values.items() if isinstance(v, (int, float)) and v}
+    if not values:
+        return None
+    if hasattr(ip, "merge_size") and "longest_edge" in values:  # Qwen2-VL: a pixel budget
+        side = math.isqrt(int(values["longest_edge"]))
+    else:
+        side = int(max(values.values()))
+    return max(4 * side, 1024)
 
 
 def predict_split(model, processor, metas, split: str = "test", batch_size: int = 32,
@@ -136,25 +166,57 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="weights' dtype (default: float32 on CPU, bfloat16 on CUDA)")
     parser.add_argument("--max-pixels", type=int, default=None, metavar="N",
                         help="Qwen2-VL / Qwen2.5-VL: at most N pixels per image (fewer visual tokens)")
+    parser.add_argument("--low-memory", action="store_true",
+                        help="decode large JPEGs at 1/2, 1/4 or 1/8 size, keeping at least 4x the model's input "
+                             "side (and 1024 px): far less memory for big photos; their scores move by up to ~0.01")
 
 
 def run(args) -> int:
+    from .images import OTHER_IMAGE_SUFFIXES, no_images_error, readable_suffixes, scan_images
     from .mllm import load, set_max_pixels
+    from .outfile import check_out_file, write_text_atomic
     from .setup import resolve_device
 
-    paths = find_images(args.inputs)
+    if args.batch_size < 1:
+        raise DeqaError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.max_pixels is not None and args.max_pixels < 1:
+        raise DeqaError(f"--max-pixels must be positive, got {args.max_pixels}")
     device = resolve_device(args.device)
+    paths, not_read = scan_images(args.inputs)
+    if not paths:
+        raise no_images_error(args.inputs, not_read)
+    out = None
+    if args.out:
+        out = check_out_file(args.out, paths, refuse_suffixes=readable_suffixes() + OTHER_IMAGE_SUFFIXES)
+    for item in not_read:
+        warnings.warn(f"skipping {item}")
     dtype = args.dtype or ("bfloat16" if device.startswith("cuda") else None)
     model, processor = load(args.model, dtype=dtype, device=device)
     if args.max_pixels is not None:
         set_max_pixels(processor, args.max_pixels)
-    df = score_images(model, processor, paths, batch_size=args.batch_size, progress=not args.no_progress)
-    if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        df.to_csv(out, index=False, float_format="%.6f")
-        print(f"scored {len(df)} images -> {out}" + (f" ({len(df.attrs['skipped'])} skipped)"
-                                                   if df.attrs["skipped"] else ""))
+    df = score_images(model, processor, paths, batch_size=args.batch_size, progress=not args.no_progress,
+                      min_side=decode_side(processor) if args.low_memory else None)
+    skipped = len(not_read) + len(df.attrs["skipped"])
+    if df.empty:
+        raise DeqaError(f"no image could be read: all {skipped} file(s) were skipped (see the warnings above)"
+                        + (f"; {out} was not written" if out else ""))
+    text = df.to_csv(index=False, float_format="%.6f")
+    note = f" ({skipped} skipped)" if skipped else ""
+    if out is not None:
+        write_text_atomic(out, text)
+        print(f"scored {len(df)} images -> {out}{note}")
     else:
-        print(df.to_csv(index=False, float_format="%.6f"), end="")
+        _print_text(text)
+        if skipped:
+            print(f"scored {len(df)} images{note}", file=sys.stderr)
     return 0
+
+
+def _print_text(text: str) -> None:
+    """Print ``text`` to stdout; file names that are not valid UTF-8 keep their original bytes."""
+    try:
+        sys.stdout.write(text)
+    except UnicodeEncodeError:
+        sys.stdout.flush()
+        sys.stdout.buffer.write(text.encode("utf-8", "surrogateescape"))
+        sys.stdout.buffer.flush()

@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import socket
+import threading
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 
 from .collate import model_inputs
 from .errors import DeqaError
@@ -72,6 +76,8 @@ def load(name_or_path, dtype=None, device="cpu", attn_implementation=None):
     from . import tower  # noqa: F401  (registers the tiny CNN tower with the Auto classes)
 
     local = _resolve_local(name_or_path)
+    if local is None:
+        check_hub_id(str(name_or_path))
     source = str(local) if local is not None else str(name_or_path)
     kwargs = {}
     if dtype is not None:
@@ -118,6 +124,8 @@ def _from_pretrained(name_or_path, local, source, adapter, kwargs):
             if not base_name:
                 raise DeqaError(f"adapter {local} does not name its base model (base_model_name_or_path)")
             base_local = _resolve_local(base_name)
+            if base_local is None:
+                check_hub_id(base_name)
             base_source = str(base_local) if base_local is not None else base_name
             base = AutoModelForImageTextToText.from_pretrained(base_source, **kwargs)
             model = PeftModel.from_pretrained(base, str(local))
@@ -127,11 +135,61 @@ def _from_pretrained(name_or_path, local, source, adapter, kwargs):
         else:
             model = AutoModelForImageTextToText.from_pretrained(source, **kwargs)
             processor = _load_processor(source, model.config)
-    except OSError as exc:
+    except DeqaError:
+        raise
+    except (OSError, ValueError, SafetensorError) as exc:  # missing or damaged files, an unknown config
         where = "local folder" if local is not None else "hub id (and no such local folder)"
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if isinstance(exc, SafetensorError):
+            first = f"a weight file is damaged or truncated ({first})"
         raise DeqaError(f"cannot load model {name_or_path} as a {where}: {first}") from exc
     return model, processor
+
+
+def check_hub_id(name: str) -> None:
+    """Fail fast, with one line, for a model that is neither a local folder nor loadable from the hub:
+    not in the local Hugging Face cache while offline mode (``HF_HUB_OFFLINE=1``) is on, or while the
+    hub cannot be reached (otherwise the download retries for about a minute before failing)."""
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    try:
+        cached = any(isinstance(try_to_load_from_cache(name, f), str) for f in ("config.json", "adapter_config.json"))
+    except ValueError:
+        cached = False
+    if cached:
+        return
+    if constants.HF_HUB_OFFLINE:
+        raise DeqaError(f"model {name} is not a local folder, and it is not in the Hugging Face cache "
+                        "while offline mode (HF_HUB_OFFLINE) is on")
+    if not hub_reachable(constants.ENDPOINT):
+        raise DeqaError(f"model {name} is not a local folder, not in the Hugging Face cache, and "
+                        f"{constants.ENDPOINT} cannot be reached: give a local model folder or download it first")
+
+
+def hub_reachable(endpoint: str, timeout: float = 3.0) -> bool:
+    """Whether a TCP connection to ``endpoint``'s host opens within ``timeout`` seconds (name lookup
+    included). True when a proxy is configured: only the download itself can tell then."""
+    from urllib.parse import urlsplit
+
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True
+    url = urlsplit(endpoint)
+    if not url.hostname:
+        return True
+    port = url.port or (443 if url.scheme == "https" else 80)
+    result = []
+
+    def connect() -> None:
+        try:
+            socket.create_connection((url.hostname, port), timeout=timeout).close()
+            result.append(True)
+        except OSError:
+            result.append(False)
+
+    thread = threading.Thread(target=connect, daemon=True)
+    thread.start()
+    thread.join(timeout + 1.0)  # a name lookup does not honour the socket timeout
+    return bool(result and result[0])
 
 
 # ---------------------------------------------------------------------------------------------

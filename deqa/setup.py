@@ -37,8 +37,35 @@ def pick_device() -> str:
 
 
 def resolve_device(name: str = "auto") -> str:
-    """``auto`` -> ``pick_device()``; any other name as given (``cpu``, ``cuda``, ``cuda:1`` ...)."""
-    return pick_device() if name == "auto" else name
+    """``auto`` -> ``pick_device()``; any other name (``cpu``, ``cuda``, ``cuda:1``, ``mps`` ...) as
+    given, once checked: a name torch does not know, or a device this machine does not have (CUDA
+    without a GPU or a CUDA build of torch, ``cuda:7`` with two GPUs), raises DeqaError."""
+    if name == "auto":
+        return pick_device()
+    import torch
+
+    from .errors import DeqaError
+
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError, TypeError):
+        raise DeqaError(f"--device {name}: not a device name (use auto, cpu, cuda, cuda:N or mps)") from None
+    if device.type == "cpu":
+        return name
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            why = "this torch is built without CUDA" if torch.version.cuda is None else "no GPU is visible"
+            raise DeqaError(f"--device {name}: CUDA is not available ({why}); use --device cpu or auto")
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise DeqaError(f"--device {name}: there is no GPU {device.index} (this machine has {count}: "
+                            f"cuda:0 .. cuda:{count - 1})")
+        return name
+    backend = getattr(torch.backends, device.type, None) or getattr(torch, device.type, None)
+    available = getattr(backend, "is_available", None)
+    if available is None or not available():
+        raise DeqaError(f"--device {name}: {device.type} is not available here; use --device cpu or auto")
+    return name
 
 
 def seed_everything(seed: int) -> None:

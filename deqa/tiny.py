@@ -2,7 +2,7 @@
 tokenizer and a PIL image processor, written with ``save_pretrained`` so that ``deqa.mllm.load``
 reads it exactly as it reads a hub model. Explained in notebook 04 (``04_finetune_mllm``).
 
-``python -m deqa build-tiny OUT_DIR [--arch llava] [--seed 0] [--image-size 64]``
+``python -m deqa build-tiny OUT_DIR [--arch llava] [--seed 0] [--image-size 64] [--overwrite]``
 
 The default architecture is LLaVA (``LlavaForConditionalGeneration``): a 2-layer Llama language
 model and the CNN tower of :mod:`deqa.tower` joined by LLaVA's two-layer projector. Tiny builds of
@@ -190,25 +190,64 @@ def _builders() -> dict:
     return {"llava": _build_llava, **BUILDERS}
 
 
+#: What ``save_pretrained`` of a model, a LoRA adapter or a processor writes: with ``overwrite``
+#: these are removed from a non-empty folder before the build, so that no stale file (an old
+#: adapter_config.json, another tokenizer's vocab.json, weight shards) changes what the folder loads
+#: as. Every other file (notes, a README) stays.
+MODEL_FILE_PATTERNS = (
+    "config.json", "generation_config.json", "model.safetensors", "model-*.safetensors",
+    "model.safetensors.index.json", "pytorch_model*.bin", "pytorch_model.bin.index.json",
+    "adapter_config.json", "adapter_model.safetensors", "adapter_model.bin",
+    "processor_config.json", "preprocessor_config.json", "video_preprocessor_config.json",
+    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+    "vocab.json", "merges.txt", "tokenizer.model", "chat_template.jinja", "chat_template.json",
+)
+
+
+def prepare_out_dir(out_dir, overwrite: bool = False) -> Path:
+    """``out_dir`` resolved and created, ready for a build. A non-empty folder is refused unless
+    ``overwrite``; with it, the files of ``MODEL_FILE_PATTERNS`` are removed first. A training run
+    folder (a model in ``model/``, which ``deqa.mllm.load`` would pick instead) is always refused."""
+    from .mllm import _is_model_folder
+
+    out = Path(out_dir).expanduser().resolve()
+    if out.exists() and not out.is_dir():
+        raise DeqaError(f"{out_dir}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()):
+        if _is_model_folder(out / "model"):
+            raise DeqaError(f"{out_dir} holds a training run (a model in model/); choose another folder")
+        if not overwrite:
+            raise DeqaError(f"{out_dir} is not empty: pass --overwrite to replace the model files in it "
+                            "(other files are kept), or choose another folder")
+        for pattern in MODEL_FILE_PATTERNS:
+            for file in out.glob(pattern):
+                if file.is_file() or file.is_symlink():
+                    file.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
 def architectures() -> list[str]:
     """Names accepted by ``build_tiny(arch=...)``."""
     return sorted(_builders())
 
 
 def build_tiny(out_dir, arch: str = "llava", seed: int = 0, image_size: int = 64, tower_state=None,
-               return_model: bool = False, **sizes):
+               return_model: bool = False, overwrite: bool = True, **sizes):
     """Write a tiny MLLM (model, tokenizer with chat template, image processor) to ``out_dir``.
 
     ``tower_state``: an optional state dict of a pre-trained :class:`deqa.tower.QualityCNNModel`
     (stage 1) put into the vision tower (LLaVA only). ``sizes`` override the builder's defaults
     (``hidden_size``, ``layers``, ``heads``, ``intermediate_size``; LLaVA also ``vocab_size``).
-    Returns the output folder, or ``(folder, model, processor)`` with ``return_model=True``.
+    ``overwrite`` (``prepare_out_dir``): True (the default here, where the caller names the folder)
+    replaces the model files of a non-empty folder; False refuses it, as ``build-tiny`` does
+    without ``--overwrite``. Returns the output folder, or ``(folder, model, processor)`` with
+    ``return_model=True``.
     """
     builders = _builders()
     if arch not in builders:
         raise DeqaError(f"unknown tiny architecture {arch!r}; choose one of {architectures()}")
-    out_dir = Path(out_dir).expanduser().resolve()
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = prepare_out_dir(out_dir, overwrite=overwrite)
     return builders[arch](out_dir, seed=seed, image_size=image_size, tower_state=tower_state,
                           return_model=return_model, **sizes)
 
@@ -221,9 +260,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image-size", type=int, default=64, help="input side in pixels (default 64)")
     parser.add_argument("--pretrain-steps", type=int, default=0,
                         help="pre-train the vision tower for this many steps first (stage 1; default 0 = random)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="write into a non-empty OUT_DIR, replacing the model files there (other files stay)")
 
 
 def run(args) -> int:
+    prepare_out_dir(args.out_dir, overwrite=args.overwrite)  # refuse before the pre-training
     tower_state = None
     if args.pretrain_steps > 0:
         from .tower import QualityCNNConfig, QualityCNNModel, pretrain_tower
@@ -234,6 +276,6 @@ def run(args) -> int:
         print(f"tower pre-trained: held-out SRCC {hist['srcc_before']:.2f} -> {hist['srcc']:.2f}")
         tower_state = tower.state_dict()
     out = build_tiny(args.out_dir, arch=args.arch, seed=args.seed, image_size=args.image_size,
-                     tower_state=tower_state)
+                     tower_state=tower_state, overwrite=args.overwrite)
     print(f"wrote tiny {args.arch} model to {out}")
     return 0

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -120,3 +121,68 @@ def test_cli_several_metadata_files_and_split(tmp_path, capsys):
     assert {r["dataset"]: r["n"] for r in report["datasets"]} == {"a": 9, "b": 10}
     assert report["missing_predictions"] == {}  # the unscored image is in the train split
     assert report["datasets"][0]["srcc"] == pytest.approx(1.0)
+
+
+def _write(tmp_path, meta, preds, name="preds.csv"):
+    meta.to_csv(tmp_path / "meta.csv", index=False)
+    preds.to_csv(tmp_path / name, index=False)
+    return [str(tmp_path / name), str(tmp_path / "meta.csv")]
+
+
+def _error(capsys) -> str:
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    return lines[0]
+
+
+def test_cli_exits_non_zero_when_no_prediction_matches(tmp_path, capsys):
+    from deqa import cli
+
+    meta, preds = _toy_tables()
+    elsewhere = preds.assign(image=[f"other/{i}.jpg" for i in range(len(preds))])
+    assert cli.main(["evaluate", *_write(tmp_path, meta, elsewhere)]) == 2
+    line = _error(capsys)
+    assert "none of the 20 predictions" in line and "meta.csv" in line and "other/0.jpg" in line
+    assert cli.main(["evaluate", "--json", *_write(tmp_path, meta, preds.iloc[:0], "empty.csv")]) == 2
+    assert "empty.csv: no predictions" in _error(capsys)
+    assert capsys.readouterr().out == ""
+
+
+def test_too_few_images_or_constant_predictions_have_no_correlation(tmp_path, capsys):
+    from deqa import cli
+
+    meta, preds = _toy_tables()
+    two = preds[preds["image"].str.startswith("/data/a/")].iloc[:2]
+    constant = preds[preds["image"].str.startswith("/elsewhere/")].assign(score=3.0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        table = evaluate.evaluate_table(pd.concat([two, constant]), meta)
+    assert sorted(str(w.message).split(":")[1].strip()[:8] for w in caught) == ["every pr", "too few "]
+    for col in ("plcc", "plcc_logistic", "srcc", "krcc"):
+        assert table[col].isna().all(), col  # n = 2 would give exactly 1.0
+    assert table.loc["a", "n"] == 2 and np.isfinite(table.loc["a", "w2"])
+    assert "too few images" in table.attrs["undefined"]["a"]
+    assert "every prediction is the same" in table.attrs["undefined"]["b"]
+    assert table.attrs["logistic_fallback"] == []
+    assert cli.main(["evaluate", *_write(tmp_path, meta, pd.concat([two, constant]))]) == 0
+    out = capsys.readouterr().out
+    assert "note: a: too few images to correlate (n = 2" in out and "did not converge" not in out
+
+
+@pytest.mark.parametrize("case", ["negative", "sum", "negative std"])
+def test_prediction_rows_that_are_not_distributions_are_refused(case, tmp_path, capsys):
+    from deqa import cli
+
+    meta, preds = _toy_tables()
+    bad = preds.copy()
+    if case == "negative":
+        bad.loc[4, ["p_bad", "p_poor"]] = [-0.1, bad.loc[4, "p_poor"] + 0.1]  # still sums to 1
+    elif case == "sum":
+        bad.loc[4, "p_bad"] = 5.0
+    else:
+        bad.loc[4, "std"] = -1.0
+    assert cli.main(["evaluate", *_write(tmp_path, meta, bad)]) == 2
+    line = _error(capsys)
+    assert "preds.csv: row 5 (image '/data/a/imgs/04.png')" in line
+    assert ("std is negative (-1)" if case == "negative std" else "are not probabilities") in line

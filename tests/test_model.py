@@ -277,3 +277,51 @@ def test_tower_pixels_match_the_processor(tiny):
     pixels = processor.image_processor([Image.fromarray(a) for a in big], return_tensors="pt")["pixel_values"]
     assert pixels.shape == (3, 3, 64, 64)
     assert torch.allclose(pixels, normalize_pixels(small), atol=1e-6)
+
+
+def _copy_model(src, dst):
+    import shutil
+
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_load_names_the_folder_for_a_config_without_model_type_or_damaged_weights(tiny, tmp_path):
+    no_type = _copy_model(tiny[0], tmp_path / "no_type")
+    config = json.loads((no_type / "config.json").read_text())
+    config.pop("model_type")
+    (no_type / "config.json").write_text(json.dumps(config))
+    with pytest.raises(DeqaError, match=r"cannot load model .*no_type.*model_type"):
+        M.load(no_type)
+    cut = _copy_model(tiny[0], tmp_path / "cut")
+    weights = cut / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:50])
+    with pytest.raises(DeqaError, match=r"cannot load model .*cut.*damaged or truncated"):
+        M.load(cut)
+
+
+def test_a_hub_id_fails_fast_offline_or_when_the_hub_cannot_be_reached(monkeypatch):
+    import time
+
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(M, "hub_reachable", lambda endpoint, timeout=3.0: False)
+    start = time.perf_counter()
+    with pytest.raises(DeqaError, match="deqa-test/no-such-model is not a local folder.*cannot be reached"):
+        M.load("deqa-test/no-such-model")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(DeqaError, match="no-such-model.*HF_HUB_OFFLINE"):
+        M.load("deqa-test/no-such-model")
+    assert time.perf_counter() - start < 10  # not a minute of download retries
+
+
+def test_hub_reachable_answers_quickly_for_a_closed_port():
+    import socket
+    import time
+
+    with socket.socket() as s:  # a port nothing listens on: bound, never accepting
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        start = time.perf_counter()
+        assert not M.hub_reachable(f"http://127.0.0.1:{port}", timeout=1.0)
+    assert time.perf_counter() - start < 3
