@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 _SUBMODULES = (
     "levels", "soft_label", "losses", "pairs", "data", "raters", "synth", "tower", "tiny", "model",
     "train", "infer", "metrics", "plots", "paths", "setup", "ablation", "archs", "distributed", "cotrain",
+    "explore",
 )
 
 
