@@ -1,196 +1,294 @@
-"""A co-training experiment that needs no MLLM: three synthetic data sets whose scores live on
-different scales, a tiny MLP scorer, and three ways to train it on all of them at once.
-Explained in notebook 03 (``03_fidelity_loss``).
+"""A co-training experiment that needs no MLLM: synthetic data sets whose scores live on different
+scales and cover different parts of the quality range, a tiny scorer with a five-level head, and four
+objectives to train it on all of them at once. Explained in notebook 03 (``03_fidelity_loss``).
 
-The generator: every image has a latent quality z (shared meaning across data sets). Its feature
-vector is ``z * w + shift_d + noise``: a common quality direction w, plus a per-data-set nuisance
-shift (camera, content, resolution: things that differ between collections but say nothing about
-quality) and per-image noise. Each data set turns z into a score on its own scale with its own
-monotone curve: a 1-5 MOS, a 0-100 MOS, and a lower-is-better DMOS on 0-1. Human std comes from a
-simulated rater spread on that scale.
+The generator: every image has a latent quality z (the same meaning in every data set). Its feature
+vector is ``z * w + shift_d + noise``: a common quality direction w, a per-data-set nuisance shift
+(camera, content, resolution: it tells the data sets apart but says nothing about quality) and
+per-image noise. Each data set draws its own z (``z_mean``, ``z_sd``: a set may hold only good or
+only bad images), turns z into a score on its own scale with a monotone S-curve (plus the noise of
+the mean of ``N_RATERS`` ratings, kept inside the scale) and simulates the raters' std on that scale. One set per scenario is held out: never trained on, only tested.
 
-The three training methods (``train_scorer``):
-* ``mse_raw``: regress the raw score, pooled (what you get if you ignore scales);
-* ``mse_rescaled``: regress the score rescaled per data set to [1, 5] (min-max, DMOS flipped);
-* ``fidelity``: the fidelity loss on same-data-set pairs, P from the human MOS and std
-  (DMOS negated), P_hat = Phi((s_A - s_B) / sqrt 2) from the scorer's outputs.
+The scorer (``make_scorer``) ends in five level logits, like the MLLM at the level position; its
+score is their expectation. The objectives (``batch_loss``), all trained on the same same-data-set
+pairs (A, B):
+
+* ``mse_rescaled``: squared error between the score and the MOS min-max rescaled to [1, 5] per set;
+* ``soft_kl``: KL(soft label || softmax(level logits)), the soft label built from that rescaled MOS;
+* ``fidelity``: the fidelity loss of the Thurstone target of the native MOS and std (DMOS negated)
+  against the ``fixed`` P_hat of the two images' level logits;
+* ``soft_kl_fid``: fidelity + gamma (KL_A + KL_B), the DeQA-Score combination.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from scipy.special import expit
-from scipy.stats import spearmanr
+from scipy.stats import spearmanr, t as student_t
 
 from . import levels
+from .errors import DeqaError
 from .pairs import PairSampler
 
-#: name -> (lo, hi, lower_is_better, latent mean, latent sd, curve slope, rater std as a fraction of the range)
-TOY_SETS = {
-    "mos_1to5": (1.0, 5.0, False, 0.3, 1.0, 1.2, 0.12),
-    "mos_0to100": (0.0, 100.0, False, -0.3, 0.8, 1.0, 0.10),
-    "dmos_0to1": (0.0, 1.0, True, 0.0, 1.2, 0.9, 0.08),
+
+@dataclass(frozen=True)
+class ToySet:
+    """One toy data set: its score scale [lo, hi] and direction, the latent qualities of its images
+    N(z_mean, z_sd^2), the slope of its S-curve, its raters' std (a fraction of the scale) and
+    whether it is held out (tested only)."""
+    lo: float
+    hi: float
+    lower_is_better: bool
+    z_mean: float
+    z_sd: float
+    slope: float
+    rater: float
+    held_out: bool = False
+
+
+#: the case the fidelity loss exists for: one full-range set and two sets restricted to the good
+#: and to the bad images, on three scales; a fourth full-range set on a fourth scale is held out
+RESTRICTED = {
+    "full_1to5": ToySet(1.0, 5.0, False, 0.0, 1.0, 1.2, 0.12),
+    "high_0to100": ToySet(0.0, 100.0, False, 1.5, 0.25, 1.0, 0.10),
+    "low_dmos": ToySet(0.0, 1.0, True, -1.5, 0.25, 0.9, 0.08),
+    "heldout_0to10": ToySet(0.0, 10.0, False, 0.0, 1.0, 1.1, 0.10, held_out=True),
 }
-METHODS = ("mse_raw", "mse_rescaled", "fidelity")
+#: the control: three sets that all cover the whole quality range (on three scales), same held-out set
+FULL_RANGE = {
+    "full_1to5": ToySet(1.0, 5.0, False, 0.3, 1.0, 1.2, 0.12),
+    "full_0to100": ToySet(0.0, 100.0, False, -0.3, 0.8, 1.0, 0.10),
+    "full_dmos": ToySet(0.0, 1.0, True, 0.0, 1.2, 0.9, 0.08),
+    "heldout_0to10": ToySet(0.0, 10.0, False, 0.0, 1.0, 1.1, 0.10, held_out=True),
+}
+SCENARIOS = {"restricted": RESTRICTED, "full_range": FULL_RANGE}
+OBJECTIVES = ("mse_rescaled", "soft_kl", "fidelity", "soft_kl_fid")
+POOLED = "pooled (vs z)"  #: the column of the pooled SRCC over the trained sets' test rows
+N_RATERS = 20  #: raters per toy image: the MOS carries their mean's noise
 
 
 @dataclass
 class ToyData:
-    """Rows of all data sets: features X (N, F), latent quality z, native mos and std, data set
-    name, split, and whether lower is better."""
+    """Rows of all data sets: features X (N, F) and a frame with columns dataset, z (latent
+    quality), mos, std (native scale), lower_is_better, split (train / test / heldout)."""
     X: np.ndarray
     frame: pd.DataFrame
 
 
-def make_toy_sets(n_per_set: int = 600, n_features: int = 8, shift_scale: float = 2.0,
-                  noise: float = 0.6, test_fraction: float = 0.3, seed: int = 0) -> ToyData:
-    """Generate the three toy data sets (see the module docstring); deterministic in ``seed``."""
+def scenario_sets(scenario) -> dict:
+    """The ``ToySet`` table of a scenario name (``SCENARIOS``) or the table itself."""
+    if isinstance(scenario, dict):
+        return scenario
+    if scenario not in SCENARIOS:
+        raise DeqaError(f"unknown toy scenario {scenario!r}: use one of {sorted(SCENARIOS)}")
+    return SCENARIOS[scenario]
+
+
+def make_toy_sets(scenario="restricted", n_per_set: int = 400, n_features: int = 8,
+                  shift_scale: float = 2.0, noise: float = 0.6, test_fraction: float = 0.3,
+                  seed: int = 0) -> ToyData:
+    """Generate the toy data sets of a scenario (see the module docstring); deterministic in ``seed``."""
+    sets = scenario_sets(scenario)
+    if n_per_set < 10:
+        raise DeqaError(f"make_toy_sets: n_per_set must be at least 10, got {n_per_set}")
     rng = np.random.default_rng(seed)
     w = rng.normal(size=n_features)
     w /= np.linalg.norm(w)
     X, parts = [], []
-    for name, (lo, hi, lower, z_mean, z_sd, slope, rater) in TOY_SETS.items():
-        z = rng.normal(z_mean, z_sd, size=n_per_set)
+    for name, s in sets.items():
+        z = rng.normal(s.z_mean, s.z_sd, size=n_per_set)
         shift = rng.normal(size=n_features) * shift_scale / np.sqrt(n_features)
         X.append(z[:, None] * w + shift + rng.normal(scale=noise, size=(n_per_set, n_features)))
-        good = expit(slope * z)                         # in (0, 1), higher is better
-        span = hi - lo
-        std = np.full(n_per_set, rater * span) * (0.6 + 0.8 * rng.random(n_per_set))
-        frac = good if not lower else 1.0 - good
-        mos = lo + span * frac + rng.normal(scale=std / np.sqrt(20))  # MOS of ~20 raters
+        span = s.hi - s.lo
+        std = s.rater * span * (0.6 + 0.8 * rng.random(n_per_set))
+        good = expit(s.slope * z)                       # in (0, 1), higher is better
+        frac = 1.0 - good if s.lower_is_better else good
+        mos = np.clip(s.lo + span * frac + rng.normal(scale=std / np.sqrt(N_RATERS)), s.lo, s.hi)
         split = np.where(rng.random(n_per_set) < test_fraction, "test", "train")
+        if s.held_out:
+            split = np.full(n_per_set, "heldout")
         parts.append(pd.DataFrame({"dataset": name, "z": z, "mos": mos, "std": std,
-                                   "lower_is_better": lower, "split": split}))
+                                   "lower_is_better": s.lower_is_better, "split": split}))
     return ToyData(X=np.concatenate(X), frame=pd.concat(parts, ignore_index=True))
 
 
 def quality_sign(frame: pd.DataFrame) -> np.ndarray:
     """+1 for higher-is-better rows, -1 for DMOS rows: mos * sign increases with quality."""
-    return np.where(frame["lower_is_better"].to_numpy(), -1.0, 1.0)
+    return np.where(frame["lower_is_better"].to_numpy(bool), -1.0, 1.0)
 
 
-def rescaled_targets(frame: pd.DataFrame) -> np.ndarray:
-    """MOS mapped to [1, 5] per data set (min-max over that set's rows, DMOS flipped)."""
-    out = np.empty(len(frame))
-    for name, rows in frame.groupby("dataset").groups.items():
-        sub = frame.loc[rows]
-        mu, _ = levels.rescale(sub["mos"].to_numpy(), lower_is_better=bool(sub["lower_is_better"].iloc[0]))
-        out[frame.index.get_indexer(rows)] = mu
-    return out
+def rescaled_targets(frame: pd.DataFrame):
+    """(mu, sigma): MOS and std mapped to [1, 5] per data set (min-max over that set's rows, DMOS
+    flipped), as the soft labels of chapter 02 are built."""
+    mu, sigma = np.empty(len(frame)), np.empty(len(frame))
+    for _, rows in frame.groupby("dataset", sort=False).indices.items():
+        sub = frame.iloc[rows]
+        mu[rows], sigma[rows] = levels.rescale(sub["mos"].to_numpy(), sub["std"].to_numpy(),
+                                               lower_is_better=bool(sub["lower_is_better"].iloc[0]))
+    return mu, sigma
+
+
+@dataclass
+class Targets:
+    """What each objective needs of the training rows, as torch tensors: the rescaled MOS ``mu``,
+    the soft label ``q`` (N, 5), the signed native MOS ``signed_mos`` (DMOS negated) and ``std``."""
+    mu: object
+    q: object
+    signed_mos: object
+    std: object
+
+
+def make_targets(frame: pd.DataFrame) -> Targets:
+    """The targets of ``frame``'s rows (see ``Targets``); soft labels use ``soft_label.soft_labels``."""
+    import torch
+
+    from .soft_label import soft_labels
+    mu, sigma = rescaled_targets(frame)
+    q = soft_labels(mu, sigma, method="cdf")
+    as_t = lambda x: torch.tensor(np.asarray(x), dtype=torch.float32)  # noqa: E731
+    return Targets(mu=as_t(mu), q=as_t(q), signed_mos=as_t(frame["mos"].to_numpy() * quality_sign(frame)),
+                   std=as_t(frame["std"].to_numpy()))
 
 
 def make_scorer(n_features: int, hidden: int = 32, seed: int = 0):
-    """A tiny MLP: features -> one score."""
+    """A tiny MLP: features -> five level logits (bad..excellent)."""
     import torch
     torch.manual_seed(seed)
     return torch.nn.Sequential(torch.nn.Linear(n_features, hidden), torch.nn.ReLU(),
                                torch.nn.Linear(hidden, hidden), torch.nn.ReLU(),
-                               torch.nn.Linear(hidden, 1))
+                               torch.nn.Linear(hidden, 5))
 
 
-def train_scorer(data: ToyData, method: str, epochs: int = 150, lr: float = 3e-3,
-                 batch_size: int = 128, seed: int = 0):
-    """Train a fresh scorer on the train rows of every data set with one of ``METHODS``.
+def score(logits):
+    """The scorer's score: the expectation sum_k softmax(logits)_k c_k, in [1, 5] (torch)."""
+    from . import losses
+    return losses.predicted_mean_std(logits)[0]
 
-    Returns ``(model, losses)``: the trained torch module and the mean loss per epoch. Runs on one
-    CPU thread (for a model this small, more threads only add overhead).
+
+def batch_loss(objective: str, logits_a, logits_b, targets: Targets, a, b, gamma: float = 0.05):
+    """The loss of one batch of same-data-set pairs (A = rows ``a``, B = rows ``b``) for an objective.
+
+    Absolute objectives (``mse_rescaled``, ``soft_kl``) treat A and B as two single images; the
+    fidelity objective only compares them; ``soft_kl_fid`` adds gamma times both KL terms.
+    """
+    from . import losses
+    ids = [0, 1, 2, 3, 4]
+    if objective == "mse_rescaled":
+        return 0.5 * (((score(logits_a) - targets.mu[a]) ** 2).mean()
+                      + ((score(logits_b) - targets.mu[b]) ** 2).mean())
+    kl = losses.level_kl(logits_a, ids, targets.q[a]) + losses.level_kl(logits_b, ids, targets.q[b])
+    if objective == "soft_kl":
+        return 0.5 * kl
+    p = losses.thurstone(targets.signed_mos[a], targets.signed_mos[b], targets.std[a], targets.std[b])
+    fid = losses.fidelity(losses.p_hat(logits_a, logits_b, "fixed"), p).mean()
+    if objective == "fidelity":
+        return fid
+    if objective == "soft_kl_fid":
+        return fid + gamma * kl
+    raise DeqaError(f"unknown objective {objective!r}: use one of {OBJECTIVES}")
+
+
+def train_scorer(data: ToyData, objective: str, epochs: int = 100, lr: float = 3e-3,
+                 batch_size: int = 256, gamma: float = 0.05, seed: int = 0):
+    """Train a fresh scorer on the train rows of every trained data set with one of ``OBJECTIVES``.
+
+    Every objective sees the same pairs in the same order (``PairSampler``, seeded by ``seed``);
+    only ``batch_loss`` differs. Returns ``(model, history)``: the torch module and the mean loss
+    per epoch. Runs on one CPU thread (more threads only add overhead for a model this small).
     """
     import torch
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return _train(data, method, epochs, lr, batch_size, seed)
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _train(data, method, epochs, lr, batch_size, seed):
-    import torch
-
-    from . import losses as L
-
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    train = data.frame["split"].to_numpy() == "train"
-    X = torch.tensor(data.X[train], dtype=torch.float32)
+    if objective not in OBJECTIVES:
+        raise DeqaError(f"unknown objective {objective!r}: use one of {OBJECTIVES}")
+    train = (data.frame["split"] == "train").to_numpy()
     frame = data.frame[train].reset_index(drop=True)
-    if method == "mse_raw":
-        y = torch.tensor(frame["mos"].to_numpy(), dtype=torch.float32)
-    elif method == "mse_rescaled":
-        y = torch.tensor(rescaled_targets(frame), dtype=torch.float32)
-    signed_mos = torch.tensor(frame["mos"].to_numpy() * quality_sign(frame))
-    std = torch.tensor(frame["std"].to_numpy())
-
+    X = torch.tensor(data.X[train], dtype=torch.float32)
+    targets = make_targets(frame)
     model = make_scorer(X.shape[1], seed=seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sampler = PairSampler(frame["dataset"].to_numpy(), seed=seed)
-    gen = np.random.default_rng(seed)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     history = []
-    for epoch in range(epochs):
-        if method == "fidelity":
+    try:
+        for epoch in range(epochs):
             idx_a, idx_b = sampler.epoch_pairs(epoch)
-        else:
-            idx_a, idx_b = gen.permutation(len(frame)), None
-        total, count = 0.0, 0
-        for start in range(0, len(idx_a), batch_size):
-            a = torch.as_tensor(idx_a[start:start + batch_size])
-            if method == "fidelity":
+            total = 0.0
+            for start in range(0, len(idx_a), batch_size):
+                a = torch.as_tensor(idx_a[start:start + batch_size])
                 b = torch.as_tensor(idx_b[start:start + batch_size])
-                s = model(torch.cat([X[a], X[b]])).squeeze(-1)
-                s_a, s_b = s[: len(a)], s[len(a):]
-                p_hat = L.normal_cdf((s_a - s_b) / np.sqrt(2.0))  # the "fixed" variant
-                p = L.thurstone(signed_mos[a], signed_mos[b], std[a], std[b]).float()
-                loss = L.fidelity(p_hat, p).mean()
-            else:
-                loss = torch.mean((model(X[a]).squeeze(-1) - y[a]) ** 2)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total, count = total + loss.item() * len(a), count + len(a)
-        history.append(total / count)
+                logits = model(torch.cat([X[a], X[b]]))
+                loss = batch_loss(objective, logits[: len(a)], logits[len(a):], targets, a, b, gamma)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                total += loss.item() * len(a)
+            history.append(total / len(idx_a))
+    finally:
+        torch.set_num_threads(threads)
     return model, history
 
 
 def predict(model, X: np.ndarray) -> np.ndarray:
+    """Scores (the expectation over the five levels, in [1, 5]) of feature rows X."""
     import torch
     with torch.no_grad():
-        return model(torch.tensor(X, dtype=torch.float32)).squeeze(-1).numpy().astype(float)
+        return score(model(torch.tensor(X, dtype=torch.float32))).numpy().astype(float)
 
 
 def evaluate(data: ToyData, scores: np.ndarray) -> dict:
-    """SRCC on each test set (against its quality order: a DMOS is negated) and on the pooled test
-    rows (against the shared latent quality z, the only yardstick common to all sets)."""
-    test = data.frame["split"].to_numpy() == "test"
-    frame = data.frame[test]
-    s = np.asarray(scores)[test]
+    """SRCC on each set's test rows (the held-out set: all its rows) against that set's quality
+    order (a DMOS is negated), and pooled over the trained sets' test rows against the latent
+    quality z, the only yardstick common to all sets."""
+    frame = data.frame
+    s = np.asarray(scores, dtype=float)
+    quality = frame["mos"].to_numpy() * quality_sign(frame)
+    split = frame["split"].to_numpy()
     out = {}
-    for name in TOY_SETS:
-        rows = (frame["dataset"] == name).to_numpy()
-        quality = frame["mos"].to_numpy()[rows] * quality_sign(frame[rows])
-        out[name] = float(spearmanr(s[rows], quality).statistic)
-    out["pooled (vs latent z)"] = float(spearmanr(s, frame["z"].to_numpy()).statistic)
+    for name in frame["dataset"].unique():
+        rows = (frame["dataset"].to_numpy() == name) & (split != "train")
+        out[name] = float(spearmanr(s[rows], quality[rows]).statistic)
+    test = split == "test"
+    out[POOLED] = float(spearmanr(s[test], frame["z"].to_numpy()[test]).statistic)
     return out
 
 
-def run_experiment(data: ToyData, epochs: int = 150, seed: int = 0) -> pd.DataFrame:
-    """Train one scorer per method and return the SRCC table (methods x test sets)."""
+def run_experiment(data: ToyData, objectives=OBJECTIVES, epochs: int = 100, seed: int = 0) -> pd.DataFrame:
+    """Train one scorer per objective and return the SRCC table (objectives x test columns)."""
     rows = {}
-    for method in METHODS:
-        model, _ = train_scorer(data, method, epochs=epochs, seed=seed)
-        rows[method] = evaluate(data, predict(model, data.X))
+    for objective in objectives:
+        model, _ = train_scorer(data, objective, epochs=epochs, seed=seed)
+        rows[objective] = evaluate(data, predict(model, data.X))
     return pd.DataFrame(rows).T
 
 
-def run_seeds(n_per_set: int = 600, epochs: int = 150, seeds=(0, 1, 2)) -> pd.DataFrame:
-    """``run_experiment`` over several seeds (new data and new initialisation each time); a long
-    table with columns seed, method, test set, srcc."""
+def run_seeds(scenario="restricted", n_per_set: int = 400, epochs: int = 100, seeds=(0, 1, 2),
+              objectives=OBJECTIVES) -> pd.DataFrame:
+    """``run_experiment`` over several seeds (new data, pairs and initialisation each time); a long
+    table with columns seed, objective, test set, srcc."""
     parts = []
     for seed in seeds:
-        table = run_experiment(make_toy_sets(n_per_set=n_per_set, seed=seed), epochs=epochs, seed=seed)
-        long = table.rename_axis("method").reset_index().melt(id_vars="method", var_name="test set",
-                                                               value_name="srcc")
+        data = make_toy_sets(scenario, n_per_set=n_per_set, seed=seed)
+        table = run_experiment(data, objectives, epochs=epochs, seed=seed)
+        long = table.rename_axis("objective").reset_index().melt(
+            id_vars="objective", var_name="test set", value_name="srcc")
         parts.append(long.assign(seed=seed))
-    return pd.concat(parts, ignore_index=True)[["seed", "method", "test set", "srcc"]]
+    return pd.concat(parts, ignore_index=True)[["seed", "objective", "test set", "srcc"]]
+
+
+def paired_difference(results: pd.DataFrame, objective: str, baseline: str, level: float = 0.95) -> pd.DataFrame:
+    """Per test set, the mean over seeds of SRCC(objective) - SRCC(baseline) on the same seed, its
+    ``level`` Student-t interval half-width, the number of seeds, and how many seeds it was above 0."""
+    wide = results.pivot_table(index=["test set", "seed"], columns="objective", values="srcc", sort=False)
+    if objective not in wide or baseline not in wide:
+        raise DeqaError(f"paired_difference: need both {objective!r} and {baseline!r} in the results")
+    rows = {}
+    for name, sub in (wide[objective] - wide[baseline]).groupby(level="test set", sort=False):
+        d = sub.to_numpy()
+        n = d.size
+        half = (student_t.ppf(0.5 + level / 2, n - 1) * d.std(ddof=1) / math.sqrt(n)) if n > 1 else np.nan
+        rows[name] = {"mean diff": d.mean(), "t half-width": half, "seeds": n, "wins": int((d > 0).sum())}
+    return pd.DataFrame(rows).T.astype({"seeds": int, "wins": int})

@@ -68,14 +68,15 @@ def rescale(mos, std=None, lo=None, hi=None, lower_is_better: bool = False):
 
 
 def score(probs) -> np.ndarray:
-    """Expected level centre: sum_k q_k c_k, over the last axis of (..., 5) probabilities."""
+    """Expected level centre: sum_k q_k c_k, over the last axis of (..., 5) probabilities.
+    Explained in notebook 02 (section 1)."""
     p = np.asarray(probs, dtype=float)
     _check_last_axis(p)
     return p @ CENTERS
 
 
 def spread(probs) -> np.ndarray:
-    """Standard deviation of the level centre: sqrt(sum_k q_k (c_k - score)^2)."""
+    """Standard deviation of the level centre: sqrt(sum_k q_k (c_k - score)^2). Explained in notebook 02."""
     p = np.asarray(probs, dtype=float)
     _check_last_axis(p)
     m = p @ CENTERS

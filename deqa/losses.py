@@ -1,6 +1,6 @@
 """The DeQA-Score training losses (torch): the Thurstone pair probability, the fidelity loss, the
 KL divergence at the level position, the answer cross-entropy and their sum.
-Explained in notebook 03 (``03_fidelity_loss``).
+Explained in notebook 03 (``03_fidelity_loss``); the level KL in notebook 02 (``02_soft_labels``).
 
 Nothing here knows about models. The training loop gathers the full-vocabulary logits at the
 position that predicts the level token, shape (B, V), and the answer logits/labels for
@@ -157,7 +157,7 @@ def level_kl(logits, level_ids, target, closed_set: bool = False) -> torch.Tenso
     model puts on other tokens is penalised; ``closed_set=True`` takes it over the five level
     logits only. log_softmax is used rather than log(softmax), which underflows to -inf in bf16;
     bf16/fp16 logits are computed in float32. A target row that does not sum to 1 (the reference
-    labels can sum to about 1.07) is used as given. Explained in notebook 03.
+    labels can sum to about 1.07) is used as given. Explained in notebook 02 (section 6).
     """
     z = _tensor(logits)
     if z.ndim != 2:

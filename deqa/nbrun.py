@@ -61,6 +61,9 @@ def clean(nb) -> None:
                     out["execution_count"] = None
                 if out.get("output_type") in ("display_data", "execute_result"):
                     out["metadata"] = {}  # required by the schema; its content (sizes, ids) is churn
+                    # a widget's view names a random model id, and no widget state is saved to draw it
+                    # with: keep only its text form (the explorers of notebooks 02-03 name themselves there)
+                    out.get("data", {}).pop("application/vnd.jupyter.widget-view+json", None)
     nb.nbformat, nb.nbformat_minor = 4, 4
     nbformat.validate(nb)
 

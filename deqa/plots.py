@@ -29,9 +29,10 @@ ACCENT_COLOR = "#8e44ad"
 #: distortion families of the synthetic data (never the level colours: those mean levels)
 FAMILY_COLORS = {"blur": "#4c72b0", "noise": "#8172b3", "jpeg": "#937860", "contrast": "#da8bc3"}
 #: training objectives, in the chapter-03 toy and the chapter-06 ablation alike: absolute targets
-#: (one-hot CE, soft-label KL or rescaled MSE) in light colours, the fidelity loss in dark navy
+#: (one-hot CE, soft-label KL, rescaled MSE) in light colours, objectives with the fidelity loss in
+#: dark ones (soft-label KL + fidelity navy, the fidelity loss alone dark purple)
 OBJECTIVE_COLORS = {"onehot_ce": "#8c8c8c", "soft_kl": "#64b5cd", "absolute": "#64b5cd",
-                    "soft_kl_fid": "#1f3a93", "fidelity": "#1f3a93"}
+                    "mse_rescaled": "#c2a5cf", "soft_kl_fid": "#1f3a93", "fidelity": "#5e2a84"}
 #: data sets, by their order of appearance in a figure
 DATASET_COLORS = ("#444444", "#a6761d", "#7570b3", "#e7298a")
 

@@ -1,10 +1,9 @@
-"""Same-data-set pair sampling (deqa.pairs) and the toy co-training generator (deqa.cotrain)."""
+"""Same-data-set pair sampling (deqa.pairs)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from deqa import cotrain
 from deqa.errors import DeqaError
 from deqa.pairs import PairSampler, sample_partners
 
@@ -79,27 +78,3 @@ def test_pair_sampler_ranks_disjoint_and_covering(drop_last):
     assert [len(PairSampler(names, rank=r, world_size=4, drop_last=drop_last)) for r in range(4)] == lengths
     with pytest.raises(DeqaError, match="rank"):
         PairSampler(names, rank=4, world_size=4)
-
-
-def test_toy_sets_scales_directions_and_determinism():
-    d = cotrain.make_toy_sets(n_per_set=300, seed=0)
-    f = d.frame
-    assert d.X.shape == (900, 8) and len(f) == 900
-    np.testing.assert_array_equal(d.X, cotrain.make_toy_sets(n_per_set=300, seed=0).X)
-    by = f.groupby("dataset")
-    assert by["mos"].max()["mos_0to100"] > 50 and by["mos"].max()["mos_1to5"] <= 5.5
-    assert by["mos"].max()["dmos_0to1"] < 1.2
-    corr = by.apply(lambda g: np.corrcoef(g["z"], g["mos"])[0, 1], include_groups=False)
-    assert corr["mos_1to5"] > 0.8 and corr["mos_0to100"] > 0.8 and corr["dmos_0to1"] < -0.8
-    mu = cotrain.rescaled_targets(f)
-    assert mu.min() == pytest.approx(1.0) and mu.max() == pytest.approx(5.0)
-    dm = (f["dataset"] == "dmos_0to1").to_numpy()
-    assert np.corrcoef(mu[dm], f["z"][dm])[0, 1] > 0.8  # flipped: higher is better
-
-
-def test_toy_fidelity_training_learns_every_set():
-    d = cotrain.make_toy_sets(n_per_set=200, seed=1)
-    model, history = cotrain.train_scorer(d, "fidelity", epochs=25, seed=1)
-    assert history[-1] < history[0]
-    res = cotrain.evaluate(d, cotrain.predict(model, d.X))
-    assert min(res[k] for k in cotrain.TOY_SETS) > 0.5, res  # the DMOS set too: its direction is known
