@@ -60,7 +60,7 @@ class PairSampler:
     slice ``perm[r::world_size]``: slices are disjoint and together cover every image.
     ``drop_last=True`` trims the permutation to a multiple of ``world_size`` first, so that every
     rank gets the same number of pairs (needed when ranks must step together); the few images
-    left out change from epoch to epoch. Explained in notebook 03.
+    left out change from epoch to epoch. Explained in notebook 03 (pairs) and 04 (ranks, section 9).
     """
 
     def __init__(self, datasets, seed: int = 0, shuffle: bool = True, rank: int = 0,
