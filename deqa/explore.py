@@ -27,25 +27,28 @@ def _figure(ncols: int, width: float, height: float):
 # --- soft labels (notebook 02) ---------------------------------------------------------------------
 
 def update_soft_label(mu: float, sigma: float, method: str = "cdf", reference: bool = False,
-                      draw: bool = True, n_grid: int = 161):
+                      draw: bool = True, n_grid: int = 161, mode: str = "default"):
     """The soft label of one image and its neighbourhood, for the soft-label explorer.
 
-    Returns ``(state, fig)``: ``state`` holds the label ``q`` (5,), the raw masses ``p``, whether the
-    row ``fallback`` to the two-level label, its ``score``, ``spread`` and ``sum``, and ``grid_mu`` /
-    ``grid_q`` / ``grid_fallback``: the labels of every mu on a grid over [1, 5] at this sigma. The
+    ``mode`` is one of ``soft_label.MODES`` (``"default"``, ``"reference"``, ``"active_set"``);
+    ``reference=True`` is short for ``mode="reference"``, as in ``soft_labels``.
+    Returns ``(state, fig)``: ``state`` holds the ``mode`` used, the label ``q`` (5,), the raw masses
+    ``p``, whether the row ``fallback`` to the two-level label, its ``score``, ``spread`` and ``sum``, and
+    ``grid_mu`` / ``grid_q`` / ``grid_fallback``: the labels of every mu on a grid over [1, 5] at this sigma. The
     figure (None when ``draw=False``) shows the label's bars with mu marked, and the grid as a heat
     map with the fallback rows marked. Everything comes from ``soft_label.soft_labels``.
     """
-    from .soft_label import level_masses, soft_labels
+    from .soft_label import _resolve_mode, level_masses, soft_labels
 
     mu, sigma = float(mu), float(sigma)
     if not 1.0 <= mu <= 5.0 or not sigma >= 0.0:
         raise DeqaError(f"update_soft_label: need 1 <= mu <= 5 and sigma >= 0, got mu={mu}, sigma={sigma}")
-    q, fb = soft_labels([mu], [sigma], method=method, reference=reference, return_fallback=True)
+    mode = _resolve_mode(mode, reference)
+    q, fb = soft_labels([mu], [sigma], method=method, mode=mode, return_fallback=True)
     grid = np.linspace(1.0, 5.0, n_grid)
-    grid_q, grid_fb = soft_labels(grid, np.full_like(grid, sigma), method=method, reference=reference,
+    grid_q, grid_fb = soft_labels(grid, np.full_like(grid, sigma), method=method, mode=mode,
                                   return_fallback=True)
-    state = {"mu": mu, "sigma": sigma, "method": method, "reference": bool(reference),
+    state = {"mu": mu, "sigma": sigma, "method": method, "mode": mode, "reference": mode == "reference",
              "q": q[0], "p": level_masses([mu], [sigma], method)[0], "fallback": bool(fb[0]),
              "score": float(score(q[0])), "spread": float(spread(q[0])), "sum": float(q[0].sum()),
              "grid_mu": grid, "grid_q": grid_q, "grid_fallback": grid_fb}
@@ -60,8 +63,9 @@ def _draw_soft_label(state):
     ax.axvline(state["mu"], color=plots.HUMAN_COLOR, ls="--", lw=1, label=r"$\mu$")
     ax.set_xticks(CENTERS, LEVELS, fontsize=8)
     ax.set(ylim=(0, 1.05), xlabel="level", ylabel="target probability")
-    mode = "reference" if state["reference"] else "default"
-    flag = "FALLBACK (two-level)" if state["fallback"] else "Gaussian label"
+    mode = state["mode"].replace("_", " ")
+    kept = int((state["q"] > 1e-3).sum())
+    flag = "FALLBACK (two-level)" if state["fallback"] else f"no fallback, {kept} levels above 1e-3"
     ax.set_title(f"{mode}, {state['method']}: {flag}\nscore {state['score']:.3f}, spread "
                  f"{state['spread']:.3f}, sum {state['sum']:.3f}", fontsize=9)
     grid, fb = state["grid_mu"], state["grid_fallback"]
@@ -81,23 +85,23 @@ def _draw_soft_label(state):
 
 
 def soft_label_explorer():
-    """Sliders for mu and sigma and toggles for cdf/pdf and reference/default, redrawing
-    ``update_soft_label``. Returns the ipywidgets box to display."""
+    """Sliders for mu and sigma and toggles for cdf/pdf and the mode (default, active set, reference),
+    redrawing ``update_soft_label``. Returns the ipywidgets box to display."""
     widgets, display = _widgets()
     controls = {
         "mu": widgets.FloatSlider(value=3.7, min=1.0, max=5.0, step=0.01, description="mu"),
         "sigma": widgets.FloatSlider(value=0.6, min=0.0, max=2.0, step=0.01, description="sigma"),
         "method": widgets.ToggleButtons(options=["cdf", "pdf"], value="cdf", description="masses"),
-        "reference": widgets.ToggleButtons(options=[("default", False), ("reference", True)],
-                                           value=False, description="mode"),
+        "mode": widgets.ToggleButtons(options=[("default", "default"), ("active set", "active_set"),
+                                               ("reference", "reference")], value="default", description="mode"),
     }
 
     def show(**values):
         display(update_soft_label(**values)[1])
     out = widgets.interactive_output(show, controls)
-    return _box(widgets, "soft-label explorer (sliders for mu and sigma, cdf/pdf, reference/default)",
+    return _box(widgets, "soft-label explorer (sliders for mu and sigma, cdf/pdf, default/active set/reference)",
                 [widgets.HBox([controls["mu"], controls["sigma"]]),
-                 widgets.HBox([controls["method"], controls["reference"]]), out])
+                 widgets.HBox([controls["method"], controls["mode"]]), out])
 
 
 # --- the fidelity landscape (notebook 03) ----------------------------------------------------------

@@ -35,6 +35,9 @@ OBJECTIVE_COLORS = {"onehot_ce": "#8c8c8c", "soft_kl": "#64b5cd", "absolute": "#
                     "mse_rescaled": "#c2a5cf", "soft_kl_fid": "#1f3a93", "fidelity": "#5e2a84"}
 #: data sets, by their order of appearance in a figure
 DATASET_COLORS = ("#444444", "#a6761d", "#7570b3", "#e7298a")
+#: the soft-label modes of notebook 02: the published builder, the earlier active set (a light blue) and
+#: the default information projection (the dark blue of the same family)
+MODE_COLORS = {"reference": ACCENT_COLOR, "active_set": "#85c1e9", "default": MODEL_COLOR}
 
 _STYLE = {
     "figure.dpi": DPI,

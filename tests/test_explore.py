@@ -31,6 +31,21 @@ def test_soft_label_update_reports_soft_labels_own_output(mu, sigma, method, ref
     assert ("FALLBACK" in fig.axes[0].get_title()) == bool(fb[0])
 
 
+@pytest.mark.parametrize("mode", ["default", "active_set", "reference"])
+def test_soft_label_update_offers_the_three_modes(mode):
+    # mu 4.7, sigma 0.9, pdf: the reference falls back to two levels, the active set cuts to the same two
+    # levels without falling back, the default keeps three levels above 1e-3
+    state, fig = explore.update_soft_label(4.7, 0.9, "pdf", mode=mode)
+    q, fb = soft_labels([4.7], [0.9], method="pdf", mode=mode, return_fallback=True)
+    np.testing.assert_array_equal(state["q"], q[0])
+    assert state["mode"] == mode and state["reference"] == (mode == "reference")
+    assert state["fallback"] == (mode == "reference") == bool(fb[0])
+    assert (state["q"] > 1e-3).sum() == (3 if mode == "default" else 2)
+    assert fig.axes[0].get_title().startswith(mode.replace("_", " "))
+    with pytest.raises(DeqaError, match="reference=True"):
+        explore.update_soft_label(3.0, 0.5, reference=True, mode="active_set")
+
+
 def test_soft_label_update_flags_the_fallback_and_refuses_bad_input():
     assert explore.update_soft_label(3.0, 0.1, draw=False)[0]["fallback"]        # sigma < 0.2
     assert not explore.update_soft_label(3.0, 0.8, draw=False)[0]["fallback"]
