@@ -12,7 +12,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from deqa import plots  # noqa: E402
+from deqa import metrics, plots  # noqa: E402
 from deqa.errors import DeqaError  # noqa: E402
 from deqa.levels import LEVELS, score, spread  # noqa: E402
 
@@ -33,8 +33,17 @@ def joined():
     for k, level in enumerate(LEVELS):
         df[f"p_{level}"] = p[:, k]
         df[f"q_{level}"] = q[:, k]
+    hist = rng.dirichlet(np.full(5, 1.0), size=6)
+    for k in range(5):
+        df[f"c{k + 1}"] = hist[:, k]
     images = [Image.fromarray(rng.integers(0, 255, (40 + 8 * i, 48, 3), dtype=np.uint8)) for i in range(6)]
     return images, df
+
+
+def _legend_outside(legend, ax) -> bool:
+    """True when the drawn legend does not overlap the axes' data area."""
+    ax.figure.canvas.draw()
+    return not legend.get_window_extent().overlaps(ax.get_window_extent())
 
 
 def _save_twice(fig, name, tmp_path) -> tuple[bytes, bytes]:
@@ -49,6 +58,15 @@ def test_distribution_panels_and_determinism(joined, tmp_path):
     bar_axes = fig.axes[1::2]
     assert [t.get_text() for t in bar_axes[0].get_xticklabels()] == list(LEVELS)
     assert len(bar_axes[0].patches) == 10  # five predicted + five human bars
+    assert all(ax.get_xlabel() and ax.get_ylabel() == "probability" for ax in bar_axes[:3])
+    # the human bars are the soft label; the rating histogram (c1..c5) is drawn as markers on them
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "human soft label" in labels and "human ratings (histogram)" in labels
+    markers = [line for line in bar_axes[1].lines if line.get_label() == "human ratings (histogram)"]
+    assert np.allclose(markers[0].get_ydata(), df.loc[1, ["c1", "c2", "c3", "c4", "c5"]].to_numpy(float))
+    assert all(ax.get_legend() is None for ax in fig.axes)  # one legend, above the panels
+    no_hist = plots.distribution_panels(images[:2], df.iloc[:2], histograms=False, gaussians=False)
+    assert [t.get_text() for t in no_hist.legends[0].get_texts()] == ["predicted levels", "human soft label"]
     first, second = _save_twice(fig, "panels", tmp_path)
     assert first[:8] == b"\x89PNG\r\n\x1a\n" and first == second
     # the same figure drawn again from scratch gives the same bytes too
@@ -75,14 +93,40 @@ def test_score_scatter_and_spread_calibration(tmp_path):
     mos = 1 + 4 / (1 + np.exp(-(pred - 3) * 2)) + 0.1 * rng.normal(size=40)
     fig = plots.score_scatter(pred, pd.Series(mos))
     title = fig.axes[0].get_title()
-    assert "PLCC" in title and "SRCC" in title and "n = 40" in title
+    # the headline PLCC is the one after the logistic fit (the published protocol), not the raw one
+    assert f"PLCC (logistic) {metrics.plcc_logistic(pred, mos):.3f}" in title
+    assert f"SRCC {metrics.srcc(pred, mos):.3f}" in title and "n = 40" in title
+    assert f"{metrics.plcc(pred, mos):.3f}" not in title
     assert len(fig.axes[0].lines) == 1  # the fitted logistic
+    assert _legend_outside(fig.axes[0].get_legend(), fig.axes[0])
     first, second = _save_twice(fig, "scatter", tmp_path)
     assert first == second
-    fig2 = plots.spread_calibration(rng.uniform(0.3, 1, 30), rng.uniform(0.3, 1, 30))
-    assert fig2.axes[0].get_xlabel().startswith("human spread")
+    human = rng.uniform(0.3, 1, 30)
+    fig2 = plots.spread_calibration(0.25 * human + 0.5 + 0.01 * rng.normal(size=30), human)
+    ax2 = fig2.axes[0]
+    assert ax2.get_xlabel().startswith("human spread") and ax2.get_ylabel() == "predicted spread"
+    slope, intercept = plots.calibration_slope(0.25 * human + 0.5, human)
+    assert abs(slope - 0.25) < 1e-9 and abs(intercept - 0.5) < 1e-9
+    fitted = np.polyfit(human, 0.25 * human + 0.5 + 0.01 * np.random.default_rng(1).normal(size=30), 1)[0]
+    assert "slope 0.2" in ax2.get_title() and abs(fitted - 0.25) < 0.05
+    assert [line.get_label() for line in ax2.lines][-1].startswith("fitted line (slope 0.2")
+    assert _legend_outside(ax2.get_legend(), ax2)
     with pytest.raises(DeqaError, match="length mismatch"):
         plots.spread_calibration([0.5, 0.6], [0.5])
+
+
+def test_spread_by_score_draws_both_binned_means():
+    mu = np.linspace(1, 5, 60)
+    label = 0.9 - 0.1 * (mu - 3) ** 2
+    fig = plots.spread_by_score(mu, 0.5 * label + 0.3, label, bins=6)
+    ax = fig.axes[0]
+    lines = {line.get_label(): line for line in ax.lines}
+    assert set(lines) == {"soft label (binned mean)", "predicted (binned mean)"}
+    assert len(lines["soft label (binned mean)"].get_xdata()) == 6
+    # the binned mean of the label is the mean of its bin: the middle bins are the widest
+    y = lines["soft label (binned mean)"].get_ydata()
+    assert np.argmax(y) in (2, 3) and abs(y[0] - label[:10].mean()) < 1e-12
+    assert ax.get_xlabel().startswith("human score") and ax.get_ylabel().startswith("spread")
 
 
 def test_prediction_grid_selects_best_worst_uncertain(joined):
@@ -93,6 +137,12 @@ def test_prediction_grid_selects_best_worst_uncertain(joined):
     assert plots.select_predictions(df["score"], df["std"], df["mu"], "worst", 1)[0] == np.argmax(err)
     assert plots.select_predictions(df["score"], df["std"], df["mu"], "uncertain", 1)[0] \
         == np.argmax(df["std"].to_numpy())
+    # "spread": the whole range of predicted spreads, narrowest first, never two equal picks
+    picks = plots.select_predictions(df["score"], df["std"], df["mu"], "spread", 3)
+    assert picks[0] == np.argmin(df["std"].to_numpy()) and picks[-1] == np.argmax(df["std"].to_numpy())
+    assert len(set(picks.tolist())) == 3 and np.all(np.diff(df["std"].to_numpy()[picks]) > 0)
+    tied = plots.select_predictions(np.zeros(10), np.r_[np.full(8, 0.83), 0.2, 0.5], np.zeros(10), "spread", 4)
+    assert tied.tolist() == [8, 1, 4, 7]  # ranks 0, 3, 6, 9 of the sorted spreads
     for kind in plots.GRID_KINDS:
         fig = plots.prediction_grid(images, df, kind=kind, n=4, ncols=2)
         assert sum(ax.images != [] for ax in fig.axes) == 4
@@ -108,7 +158,13 @@ def test_training_curves_from_a_run_folder(tmp_path):
     fig = plots.training_curves(tmp_path)
     titles = [ax.get_title() for ax in fig.axes]
     assert titles == ["training losses", "validation", "learning rate"]
-    assert sorted(line.get_label() for line in fig.axes[0].lines) == ["ce", "fid", "kl", "loss"]
+    lines = {line.get_label(): line for line in fig.axes[0].lines}
+    assert sorted(lines) == ["ce", "fid", "kl", "total L"]
+    # the same colour for the same loss part as chapter 04, a log axis, legends outside the data
+    assert lines["kl"].get_color() == plots.LOSS_COLORS["kl"] and lines["fid"].get_color() == plots.ACCENT_COLOR
+    assert fig.axes[0].get_yscale() == "log" and all(ax.get_xlabel() == "step" for ax in fig.axes)
+    assert all(ax.get_ylabel() for ax in fig.axes)
+    assert all(_legend_outside(ax.get_legend(), ax) for ax in fig.axes)
     assert len(fig.axes[1].lines[0].get_xdata()) == 2
     first, second = _save_twice(fig, "curves", tmp_path)
     assert first == second
