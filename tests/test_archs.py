@@ -121,6 +121,7 @@ def test_lora_targets_derived_from_the_module_tree_equal_the_table(built, arch):
 
 
 @pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.slow
 def test_collate_train_save_reload_score(built, arch, tmp_path):
     from deqa import checkpoints, train
     from deqa.losses import LossSettings

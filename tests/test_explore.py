@@ -86,6 +86,7 @@ def test_widget_wrappers_build_and_name_themselves():
         assert name in repr(box) and "run this cell in Jupyter" in repr(box)
 
 
+@pytest.mark.slow
 def test_saved_notebooks_keep_only_the_text_form_of_a_widget():
     nbformat = pytest.importorskip("nbformat")
     from deqa import nbrun

@@ -118,6 +118,7 @@ def test_images_resolved_from_the_data_root_layout_or_an_image_root(published, t
 
 
 # ----------------------------------------------------------------------------------- the numbers
+@pytest.mark.slow
 def test_numbers_equal_deqa_evaluate_on_the_same_predictions(published, loaded, tiny_model, capsys):
     root, lists = published
     rc, out, _ = _run(capsys, "--model", tiny_model, "--data-root", root, "--json", "--batch-size", 4)
