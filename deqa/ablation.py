@@ -8,8 +8,8 @@ chapter 04), with the same seeds and the same steps:
 * ``soft_kl_fid`` - DeQA-Score: soft label + KL + the Thurstone fidelity loss on same-data-set pairs.
 
 A *plan* names the arms: for each, the data sets it trains on together (``data``), the variants
-it trains (``variants``) and optionally its own ``seeds`` and the data sets it is tested on besides
-its training sets (``test``; default: all). ``objective_plan`` gives ``single`` and ``co-train`` on
+it trains (``variants``) and optionally its own ``seeds`` and ``steps``, the data sets it is tested on
+besides its training sets (``test``; default: all) and whether its runs keep a score curve (``curves``). ``objective_plan`` gives ``single`` and ``co-train`` on
 the full-range sets; ``RANGES_ARM`` co-trains a full-range set with sets that cover only part of the
 quality range (``deqa.synth``'s ``synth-high`` and ``synth-low``). Every run is scored on the test
 split of its test sets, and on all of them pooled against the latent quality the simulated raters
@@ -46,7 +46,8 @@ METRICS = ("plcc", "plcc_logistic", "srcc", "srcc_latent", "kl", "w2", "js_gauss
 #: the test-set name of the row that pools every test image and ranks it against the latent quality
 POOLED = "pooled"
 #: the arm that co-trains a full-range set with two restricted-range sets (notebook 06, section 5)
-RANGES_ARM = {"ranges": {"data": ["synth-koniq", "synth-high", "synth-low"], "variants": ["soft_kl", "soft_kl_fid"]}}
+RANGES_ARM = {"ranges": {"data": ["synth-koniq", "synth-high", "synth-low"], "variants": ["soft_kl", "soft_kl_fid"],
+                         "test": ["synth-spaq"], "curves": True}}
 #: edges of the latent-quality bins of ``score_curve``
 CURVE_EDGES = tuple(np.round(np.linspace(1.0, 5.0, 17), 4))
 
@@ -59,9 +60,11 @@ def training_sets(names: list[str]) -> dict[str, tuple[str, ...]]:
 
 
 def objective_plan(names, variants=tuple(VARIANTS)) -> dict:
-    """Every variant trained ``single`` (``synth-koniq``, or the first name) and ``co-train`` (all)."""
-    sets = training_sets(sorted(names, key=lambda n: (n != "synth-koniq", n)))
-    return {arm: {"data": list(data), "variants": list(variants)} for arm, data in sets.items()}
+    """Every variant trained ``single`` (``synth-koniq``, or the first name) and ``co-train`` (all),
+    each tested on all of ``names``."""
+    names = sorted(names, key=lambda n: (n != "synth-koniq", n))
+    sets = training_sets(names)
+    return {arm: {"data": list(data), "variants": list(variants), "test": names} for arm, data in sets.items()}
 
 
 # ------------------------------------------------------------------------------ evaluating a run
@@ -97,10 +100,11 @@ def score_curve(preds: pd.DataFrame, edges=CURVE_EDGES) -> pd.DataFrame:
 
 
 def run_one(stage1_dir, metas: dict[str, Path], variant: str, training: tuple[str, ...], seed: int,
-            steps: int, work_dir: Path, batch_size: int = 8, lr: float = 3e-4,
-            progress: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+            steps: int, work_dir: Path, batch_size: int = 8, lr: float = 3e-4, progress: bool = False,
+            curves: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Train one (variant, training sets, seed) from ``stage1_dir`` and evaluate it on the test split
-    of every data set in ``metas``; returns its rows of the results table and its ``score_curve``."""
+    of every data set in ``metas``; returns its rows of the results table and its ``score_curve``
+    (empty when ``curves`` is False or the test sets have no latent quality)."""
     from .infer import predict_data
     from .train import TrainConfig, train
     from .trainset import load_split
@@ -122,11 +126,13 @@ def run_one(stage1_dir, metas: dict[str, Path], variant: str, training: tuple[st
     test = load_split([metas[n] for n in sorted(metas)], "test")
     preds = predict_data(result.model, result.processor, test)
     table = evaluate_predictions(preds)
-    curve = score_curve(preds) if "quality" in preds.columns else pd.DataFrame(columns=["quality", "n", "score"])
+    has_quality = curves and "quality" in preds.columns
+    curve = score_curve(preds) if has_quality else pd.DataFrame({"quality": [], "n": [], "score": []})
     for frame in (table, curve):
         frame.insert(0, "seed", seed)
         frame.insert(0, "training", "+".join(training))
         frame.insert(0, "variant", variant)
+    table["steps"] = steps
     table["train_seconds"] = seconds
     shutil.rmtree(run_dir, ignore_errors=True)  # keep the numbers, not the models
     return table, curve
@@ -178,7 +184,8 @@ def collect_metas(data_dirs) -> dict[str, Path]:
     return metas
 
 
-def ablation_settings(start: dict, metas: dict, plan: dict, seeds, steps: int, batch_size: int, lr: float) -> dict:
+def ablation_settings(start: dict, metas: dict, plan: dict, seeds, steps: int, batch_size: int = 8,
+                      lr: float = 3e-4) -> dict:
     """The settings a cached result must match (``start``: ``start_fingerprint``): no absolute path,
     so that a committed result is reused on another machine when it was made the same way."""
     return {"start": dict(start), "seeds": [int(s) for s in seeds], "steps": int(steps),
@@ -203,7 +210,7 @@ def run_ablation(stage1_dir, data_dirs, out_dir, seeds=(0, 1, 2), steps: int = 3
                  work_dir=None, workers: int = 1, threads: int | None = 1,
                  start: dict | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every (arm, variant, seed) of ``plan`` (default: ``objective_plan`` of the data sets found;
-    ``seeds`` for the arms that do not name their own);
+    ``seeds`` and ``steps`` for the arms that do not name their own);
     returns and caches ``(results, curves)`` in ``out_dir`` (``results.csv``, ``curves.csv``,
     ``settings.json``). Models are trained in ``work_dir`` (default ``out_dir/work``) and deleted.
     ``workers`` runs train side by side in that many processes, each with ``threads`` torch CPU
@@ -221,7 +228,8 @@ def run_ablation(stage1_dir, data_dirs, out_dir, seeds=(0, 1, 2), steps: int = 3
     if start is not None and start_fingerprint(stage1_dir) != start:
         raise DeqaError(f"the start model {stage1_dir} was made with {start_fingerprint(stage1_dir)}, not {start}")
     jobs = [dict(stage1_dir=str(stage1_dir), metas=_test_metas(metas, spec), variant=variant,
-                 training=tuple(spec["data"]), seed=int(seed), steps=steps, batch_size=batch_size, lr=lr,
+                 training=tuple(spec["data"]), seed=int(seed), steps=int(spec.get("steps", steps)),
+                 batch_size=batch_size, lr=lr, curves=bool(spec.get("curves", False)),
                  work_dir=Path(work_dir) if work_dir is not None else out_dir / "work", arm=arm)
             for arm, spec in plan.items() for variant in spec["variants"] for seed in spec.get("seeds", seeds)]
     results, curves = _run_jobs(jobs, workers, threads, progress)

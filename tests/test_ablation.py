@@ -97,8 +97,9 @@ def test_summary_table_prints_mean_and_t_interval():
 
 def test_objective_plan_trains_koniq_alone_and_everything_together():
     plan = ablation.objective_plan(["synth-spaq", "synth-koniq"], variants=("soft_kl",))
-    assert plan == {"single": {"data": ["synth-koniq"], "variants": ["soft_kl"]},
-                    "co-train": {"data": ["synth-koniq", "synth-spaq"], "variants": ["soft_kl"]}}
+    both = ["synth-koniq", "synth-spaq"]
+    assert plan == {"single": {"data": ["synth-koniq"], "variants": ["soft_kl"], "test": both},
+                    "co-train": {"data": both, "variants": ["soft_kl"], "test": both}}
     with pytest.raises(DeqaError, match="at least two"):
         ablation.objective_plan(["synth-koniq"])
 
@@ -135,10 +136,11 @@ def test_cache_settings_hold_no_absolute_path_and_must_match(tmp_path):
 @pytest.mark.slow
 def test_run_ablation_trains_evaluates_and_reuses_its_cache(tiny_model, smoke_data, tmp_path):
     data_dir = Path(smoke_data[0]).parent.parent
-    plan = {"co-train": {"data": ["synth-koniq", "synth-spaq"], "variants": ["soft_kl", "soft_kl_fid"]}}
+    plan = {"co-train": {"data": ["synth-koniq", "synth-spaq"], "variants": ["soft_kl", "soft_kl_fid"], "curves": True}}
     results, curves = ablation.run_ablation(tiny_model, data_dir, tmp_path / "out", seeds=(0, 1), steps=2,
                                             batch_size=2, plan=plan, progress=False)
     assert len(results) == 2 * 2 * 3  # variants x seeds x (two test sets + pooled)
+    assert (results["steps"] == 2).all()
     assert set(results["test_set"]) == {"synth-koniq", "synth-spaq", ablation.POOLED}
     assert results[results.test_set != ablation.POOLED]["srcc"].notna().all()
     assert set(curves["variant"]) == {"soft_kl", "soft_kl_fid"} and curves["n"].sum() == 2 * 2 * results["n"].max()
@@ -169,12 +171,15 @@ def test_embedded_start_is_chapter_04s_recipe():
 @pytest.mark.slow
 def test_two_workers_give_the_numbers_of_one(tiny_model, smoke_data, tmp_path):
     data_dir = Path(smoke_data[0]).parent.parent
-    plan = {"one": {"data": ["synth-koniq"], "variants": ["soft_kl_fid"], "seeds": [3], "test": []},
-            "two": {"data": ["synth-koniq", "synth-spaq"], "variants": ["onehot_ce"]}}
+    plan = {"one": {"data": ["synth-koniq"], "variants": ["soft_kl_fid"], "seeds": [3], "steps": 1, "test": []},
+            "two": {"data": ["synth-koniq", "synth-spaq"], "variants": ["onehot_ce"], "curves": True}}
     kw = dict(seeds=(0,), steps=2, batch_size=2, plan=plan, progress=False, recompute=True)
     one, curves_one = ablation.run_ablation(tiny_model, data_dir, tmp_path / "a", workers=1, **kw)
     two, curves_two = ablation.run_ablation(tiny_model, data_dir, tmp_path / "b", workers=2, **kw)
     assert list(one["arm"]) == ["one", "one", "two", "two", "two"] and set(one.query("arm == 'one'")["seed"]) == {3}
+    single = ablation.run_ablation(tiny_model, data_dir, tmp_path / "c", **{**kw, "plan": {"one": {**plan["one"], "steps": 2}}})[0]
+    assert single.loc[0, "srcc"] != one.loc[0, "srcc"]  # its own steps: 1 step is not 2
     cols = [c for c in one.columns if c != "train_seconds"]
     pd.testing.assert_frame_equal(one[cols], two[cols])
     pd.testing.assert_frame_equal(curves_one, curves_two)
+    assert set(curves_one["arm"]) == {"two"}  # only the arm that asks for curves keeps them
