@@ -1,24 +1,33 @@
 """The ablation of chapter 06: which part of DeQA-Score buys what. Explained in notebook 06.
 
-Three training objectives, each trained on one data set and co-trained on several, from the same
-starting model (the stage-1 checkpoint of chapter 04), with the same seeds and the same steps:
+Three training objectives, each trained from the same starting model (the stage-1 checkpoint of
+chapter 04), with the same seeds and the same steps:
 
-* ``onehot_ce`` - Q-Align: a one-hot level and cross-entropy (no fidelity);
+* ``onehot_ce`` - Q-Align: a one-hot level and cross-entropy over the answer (no fidelity);
 * ``soft_kl`` - the soft label and the KL loss (no fidelity);
 * ``soft_kl_fid`` - DeQA-Score: soft label + KL + the Thurstone fidelity loss on same-data-set pairs.
 
-Every run is scored on the test split of every data set; the results are one table with PLCC and
-SRCC per test set and the distribution gaps (Gaussian KL, Jensen-Shannon, Wasserstein-1/2) to the
-human score distribution. Results are cached in ``OUT_DIR/results.csv`` with the settings that made
-them, so the chapter re-renders in seconds; a change of settings (or ``recompute=True``) runs again.
+A *plan* names the arms: for each, the data sets it trains on together (``data``), the variants
+it trains (``variants``) and optionally its own ``seeds`` and ``steps``, the data sets it is tested on
+besides its training sets (``test``; default: all) and whether its runs keep a score curve (``curves``). ``objective_plan`` gives ``single`` and ``co-train`` on
+the full-range sets; ``RANGES_ARM`` co-trains a full-range set with sets that cover only part of the
+quality range (``deqa.synth``'s ``synth-high`` and ``synth-low``). Every run is scored on the test
+split of its test sets, and on all of them pooled against the latent quality the simulated raters
+saw. The results are one table (one row per run and test set) and the mean predicted score per
+latent-quality bin (``curves``), cached in ``out_dir`` with the settings that made them, so the
+chapter re-renders in seconds; a change of settings (or ``recompute=True``) runs again.
+``paired_differences`` gives the verdicts: 95% t-intervals of the differences between two
+variants trained with the same seeds.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .errors import DeqaError
@@ -33,7 +42,14 @@ VARIANT_NAMES = {
     "soft_kl": "soft label + KL",
     "soft_kl_fid": "soft + KL + fidelity (DeQA)",
 }
-METRICS = ("plcc", "plcc_logistic", "srcc", "kl", "w2", "js_gaussian", "js_levels", "w1_levels")
+METRICS = ("plcc", "plcc_logistic", "srcc", "srcc_latent", "kl", "w2", "js_gaussian", "js_levels", "w1_levels")
+#: the test-set name of the row that pools every test image and ranks it against the latent quality
+POOLED = "pooled"
+#: the arm that co-trains a full-range set with two restricted-range sets (notebook 06, section 5)
+RANGES_ARM = {"ranges": {"data": ["synth-koniq", "synth-high", "synth-low"], "variants": ["soft_kl", "soft_kl_fid"],
+                         "test": ["synth-spaq"], "curves": True}}
+#: edges of the latent-quality bins of ``score_curve``
+CURVE_EDGES = tuple(np.round(np.linspace(1.0, 5.0, 17), 4))
 
 
 def training_sets(names: list[str]) -> dict[str, tuple[str, ...]]:
@@ -43,26 +59,61 @@ def training_sets(names: list[str]) -> dict[str, tuple[str, ...]]:
     return {"single": (names[0],), "co-train": tuple(names)}
 
 
+def objective_plan(names, variants=tuple(VARIANTS)) -> dict:
+    """Every variant trained ``single`` (``synth-koniq``, or the first name) and ``co-train`` (all),
+    each tested on all of ``names``."""
+    names = sorted(names, key=lambda n: (n != "synth-koniq", n))
+    sets = training_sets(names)
+    return {arm: {"data": list(data), "variants": list(variants), "test": names} for arm, data in sets.items()}
+
+
+# ------------------------------------------------------------------------------ evaluating a run
+
 def evaluate_predictions(preds: pd.DataFrame) -> pd.DataFrame:
     """PLCC/SRCC and distribution gaps per test data set of ``deqa.infer.predict_data`` output, one row
-    per test set (``deqa.evaluate.per_dataset_table``)."""
+    per test set (``deqa.evaluate.per_dataset_table``), plus ``srcc_latent`` (SRCC against the latent
+    quality, when the table has a ``quality`` column) and a ``pooled`` row: every test image together,
+    ranked against the latent quality (its label-based columns are empty: each set has its own scale)."""
     from .evaluate import per_dataset_table
+    from .metrics import srcc
 
-    table = per_dataset_table(preds.sort_values("dataset", kind="stable"))
-    table = table.rename_axis("test_set").reset_index()
+    preds = preds.sort_values("dataset", kind="stable")
+    table = per_dataset_table(preds).rename_axis("test_set").reset_index()
+    table["srcc_latent"] = np.nan
+    if "quality" in preds.columns:
+        table["srcc_latent"] = [srcc(p["score"], p["quality"]) for _, p in preds.groupby("dataset", sort=True)]
+        pooled = {"test_set": POOLED, "n": len(preds), "srcc_latent": srcc(preds["score"], preds["quality"])}
+        table = pd.concat([table, pd.DataFrame([pooled])], ignore_index=True)
     return table[["test_set", "n", *METRICS]]
 
 
+def score_curve(preds: pd.DataFrame, edges=CURVE_EDGES) -> pd.DataFrame:
+    """Mean predicted score of the images whose latent quality falls in each bin of ``edges`` (all
+    test sets pooled): what a model does with quality, whatever set an image came from."""
+    edges = np.asarray(edges, dtype=float)
+    bins = pd.cut(preds["quality"], edges, include_lowest=True, labels=False)
+    grouped = preds.groupby(bins)["score"]
+    out = pd.DataFrame({"n": grouped.size(), "score": grouped.mean()})
+    mids = (edges[:-1] + edges[1:]) / 2
+    out.insert(0, "quality", np.round(mids[out.index.to_numpy(dtype=int)], 4))
+    return out.reset_index(drop=True)
+
+
 def run_one(stage1_dir, metas: dict[str, Path], variant: str, training: tuple[str, ...], seed: int,
-            steps: int, work_dir: Path, batch_size: int = 8, lr: float = 3e-4,
-            progress: bool = False) -> pd.DataFrame:
-    """Train one (variant, training set, seed) from ``stage1_dir`` and evaluate on every test set."""
+            steps: int, work_dir: Path, batch_size: int = 8, lr: float = 3e-4, progress: bool = False,
+            curves: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Train one (variant, training sets, seed) from ``stage1_dir`` and evaluate it on the test split
+    of every data set in ``metas``; returns its rows of the results table and its ``score_curve``
+    (empty when ``curves`` is False or the test sets have no latent quality)."""
     from .infer import predict_data
     from .train import TrainConfig, train
     from .trainset import load_split
 
     if variant not in VARIANTS:
         raise DeqaError(f"unknown variant {variant!r}; known: {sorted(VARIANTS)}")
+    missing = [n for n in training if n not in metas]
+    if missing:
+        raise DeqaError(f"the ablation trains on {missing[0]!r}, which is not among the data sets {sorted(metas)}")
     run_dir = Path(work_dir) / f"{variant}-{'+'.join(training)}-seed{seed}"
     if run_dir.exists():
         shutil.rmtree(run_dir)
@@ -75,56 +126,245 @@ def run_one(stage1_dir, metas: dict[str, Path], variant: str, training: tuple[st
     test = load_split([metas[n] for n in sorted(metas)], "test")
     preds = predict_data(result.model, result.processor, test)
     table = evaluate_predictions(preds)
-    table.insert(0, "seed", seed)
-    table.insert(0, "training", "+".join(training))
-    table.insert(0, "variant", variant)
+    has_quality = curves and "quality" in preds.columns
+    curve = score_curve(preds) if has_quality else pd.DataFrame({"quality": [], "n": [], "score": []})
+    for frame in (table, curve):
+        frame.insert(0, "seed", seed)
+        frame.insert(0, "training", "+".join(training))
+        frame.insert(0, "variant", variant)
+    table["steps"] = steps
     table["train_seconds"] = seconds
-    shutil.rmtree(run_dir, ignore_errors=True)  # keep the numbers, not 18 models
-    return table
+    shutil.rmtree(run_dir, ignore_errors=True)  # keep the numbers, not the models
+    return table, curve
 
 
-def run_ablation(stage1_dir, data_dir, out_dir, seeds=(0, 1, 2), steps: int = 400, batch_size: int = 8,
-                 lr: float = 3e-4, variants=tuple(VARIANTS), recompute: bool = False,
-                 progress: bool = True) -> pd.DataFrame:
-    """Every variant x {single, co-train} x seed; returns (and caches) one row per run and test set."""
+# ------------------------------------------------------------------------------ the whole grid
+
+def _data_fingerprint(meta: Path) -> dict:
+    """What made a data set: the synthetic generator's params.json, else the metadata file's hash."""
+    params = meta.parent / "params.json"
+    if params.is_file():
+        return json.loads(params.read_text())
+    return {"sha256": hashlib.sha256(meta.read_bytes()).hexdigest()}
+
+
+def start_fingerprint(stage1_dir) -> dict:
+    """What made a start model: its stage-1 steps (chapter 04's log beside it) and image size."""
+    from .checkpoints import STAGE1_LOG
+
+    stage1_dir = Path(stage1_dir)
+    if not (stage1_dir / "config.json").is_file():
+        raise DeqaError(f"no start model in {stage1_dir}: run chapter 04's recipe first (deqa.recipe.pretrain_stage)")
+    log = stage1_dir.parent / STAGE1_LOG
+    steps = json.loads(log.read_text()).get("steps") if log.is_file() else None
+    config = json.loads((stage1_dir / "config.json").read_text())
+    return {"stage1_steps": steps, "image_size": config.get("vision_config", {}).get("image_size")}
+
+
+def embedded_start(smoke: bool = False) -> dict:
+    """``start_fingerprint`` of the stage-1 model chapter 04's recipe makes (``deqa.recipe.EMBEDDED``)."""
+    from .recipe import EMBEDDED, EMBEDDED_SMOKE
+
+    sizes = EMBEDDED_SMOKE if smoke else EMBEDDED
+    return {"stage1_steps": sizes["stage1_steps"], "image_size": sizes["image_size"]}
+
+
+def collect_metas(data_dirs) -> dict[str, Path]:
+    """``{name: meta.csv}`` of every ``NAME/meta.csv`` in the folders ``data_dirs`` (a name twice is refused)."""
     from .recipe import find_metas
+
+    dirs = [data_dirs] if isinstance(data_dirs, (str, Path)) else list(data_dirs)
+    metas: dict[str, Path] = {}
+    for folder in dirs:
+        for meta in find_metas(folder):
+            name = Path(meta).parent.name
+            if name in metas:
+                raise DeqaError(f"data set {name!r} found twice: {metas[name]} and {meta}")
+            metas[name] = Path(meta)
+    return metas
+
+
+def ablation_settings(start: dict, metas: dict, plan: dict, seeds, steps: int, batch_size: int = 8,
+                      lr: float = 3e-4) -> dict:
+    """The settings a cached result must match (``start``: ``start_fingerprint``): no absolute path,
+    so that a committed result is reused on another machine when it was made the same way."""
+    return {"start": dict(start), "seeds": [int(s) for s in seeds], "steps": int(steps),
+            "batch_size": int(batch_size), "lr": float(lr), "plan": plan,
+            "data": {n: _data_fingerprint(p) for n, p in sorted(metas.items())}}
+
+
+def read_cached(out_dir, settings: dict | None = None):
+    """``(results, curves)`` cached in ``out_dir``, or None when absent or made with other settings
+    (``settings=None``: whatever settings)."""
+    out_dir = Path(out_dir)
+    files = [out_dir / name for name in ("results.csv", "curves.csv", "settings.json")]
+    if not all(f.is_file() for f in files):
+        return None
+    if settings is not None and json.loads(files[2].read_text()) != json.loads(json.dumps(settings)):
+        return None
+    return pd.read_csv(files[0]), pd.read_csv(files[1])
+
+
+def run_ablation(stage1_dir, data_dirs, out_dir, seeds=(0, 1, 2), steps: int = 300, batch_size: int = 8,
+                 lr: float = 3e-4, plan: dict | None = None, recompute: bool = False, progress: bool = True,
+                 work_dir=None, workers: int = 1, threads: int | None = 1,
+                 start: dict | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every (arm, variant, seed) of ``plan`` (default: ``objective_plan`` of the data sets found;
+    ``seeds`` and ``steps`` for the arms that do not name their own);
+    returns and caches ``(results, curves)`` in ``out_dir`` (``results.csv``, ``curves.csv``,
+    ``settings.json``). Models are trained in ``work_dir`` (default ``out_dir/work``) and deleted.
+    ``workers`` runs train side by side in that many processes, each with ``threads`` torch CPU
+    threads (one thread per run is faster for the tiny model than two shared ones; None keeps
+    torch's setting). The numbers do not depend on ``workers``. ``start``: the ``start_fingerprint``
+    the cache must match (default: that of ``stage1_dir``); with it, a matching cache is read even
+    when ``stage1_dir`` does not exist, and a run checks that ``stage1_dir`` is such a model."""
+    metas = collect_metas(data_dirs)
+    plan = plan or objective_plan(list(metas))
+    settings = ablation_settings(start or start_fingerprint(stage1_dir), metas, plan, seeds, steps, batch_size, lr)
+    out_dir = Path(out_dir)
+    cached = None if recompute else read_cached(out_dir, settings)
+    if cached is not None:
+        return cached
+    if start is not None and start_fingerprint(stage1_dir) != start:
+        raise DeqaError(f"the start model {stage1_dir} was made with {start_fingerprint(stage1_dir)}, not {start}")
+    jobs = [dict(stage1_dir=str(stage1_dir), metas=_test_metas(metas, spec), variant=variant,
+                 training=tuple(spec["data"]), seed=int(seed), steps=int(spec.get("steps", steps)),
+                 batch_size=batch_size, lr=lr, curves=bool(spec.get("curves", False)),
+                 work_dir=Path(work_dir) if work_dir is not None else out_dir / "work", arm=arm)
+            for arm, spec in plan.items() for variant in spec["variants"] for seed in spec.get("seeds", seeds)]
+    results, curves = _run_jobs(jobs, workers, threads, progress)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for frame, name in ((results, "results.csv"), (curves, "curves.csv")):
+        frame.to_csv(out_dir / f"{name}.tmp", index=False, float_format="%.6g")
+        (out_dir / f"{name}.tmp").replace(out_dir / name)
+    (out_dir / "settings.json").write_text(json.dumps(settings, indent=1) + "\n")
+    return read_cached(out_dir)  # what a reader of the cache gets, to the digit
+
+
+def _test_metas(metas: dict, spec: dict) -> dict:
+    """The data sets an arm is trained and tested on: all of them, or its ``test`` list plus its ``data``."""
+    names = set(spec["data"]) | set(spec.get("test", metas))
+    unknown = sorted(names - set(metas))
+    if unknown:
+        raise DeqaError(f"the ablation plan names {unknown[0]!r}, which is not among the data sets {sorted(metas)}")
+    return {n: metas[n] for n in sorted(names)}
+
+
+def _set_threads(n: int | None) -> None:
+    import torch
+
+    if n is not None:
+        torch.set_num_threads(n)
+
+
+def _one_job(job: dict):
+    arm = job.pop("arm")
+    table, curve = run_one(**job)
+    return table.assign(arm=arm), curve.assign(arm=arm)
+
+
+def _run_jobs(jobs: list[dict], workers: int, threads: int | None, progress: bool):
+    """``run_one`` for every job, in ``workers`` processes (1: in this one); tables in job order."""
+    import torch
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from multiprocessing import get_context
+
     from .setup import progress as progress_bar
 
-    metas = {Path(m).parent.name: Path(m) for m in find_metas(data_dir)}
-    sets = training_sets(sorted(metas, key=lambda n: (n != "synth-koniq", n)))
-    settings = {"stage1": str(Path(stage1_dir).resolve()), "seeds": list(seeds), "steps": steps,
-                "batch_size": batch_size, "lr": lr, "variants": list(variants),
-                "training": {k: list(v) for k, v in sets.items()},
-                "data": {n: str(p.resolve()) for n, p in sorted(metas.items())}}
-    out_dir = Path(out_dir)
-    cache, cache_settings = out_dir / "results.csv", out_dir / "settings.json"
-    if not recompute and cache.is_file() and cache_settings.is_file() \
-            and json.loads(cache_settings.read_text()) == settings:
-        return pd.read_csv(cache)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    jobs = [(v, t, s) for t in sets for v in variants for s in seeds]
-    parts = []
-    bar = progress_bar(jobs, desc="ablation runs", disable=not progress)
-    for variant, training, seed in bar:
-        bar.set_postfix_str(f"{variant} / {training} / seed {seed}")
-        parts.append(run_one(stage1_dir, metas, variant, sets[training], seed, steps, out_dir / "work",
-                             batch_size=batch_size, lr=lr))
-    results = pd.concat(parts, ignore_index=True)
-    results.to_csv(cache.with_suffix(".tmp"), index=False)
-    cache.with_suffix(".tmp").replace(cache)
-    cache_settings.write_text(json.dumps(settings, indent=1))
-    shutil.rmtree(out_dir / "work", ignore_errors=True)
-    return results
+    bar = progress_bar(total=len(jobs), desc="ablation runs", unit="run", disable=not progress)
+    done = [None] * len(jobs)
+    before = torch.get_num_threads()
+    try:
+        if workers <= 1:
+            _set_threads(threads)
+            for k, job in enumerate(jobs):
+                done[k] = _one_job(dict(job))
+                bar.update(1)
+        else:
+            with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_set_threads,
+                                     initargs=(threads,)) as pool:
+                futures = {pool.submit(_one_job, dict(job)): k for k, job in enumerate(jobs)}
+                for future in as_completed(futures):
+                    done[futures[future]] = future.result()
+                    bar.update(1)
+    finally:
+        torch.set_num_threads(before)
+        bar.close()
+    for work_dir in {job["work_dir"] for job in jobs}:
+        shutil.rmtree(work_dir, ignore_errors=True)
+    return (_arm_first(pd.concat([t for t, _ in done], ignore_index=True)),
+            _arm_first(pd.concat([c for _, c in done], ignore_index=True)))
 
 
-def summary_table(results: pd.DataFrame, metrics=("plcc", "srcc")) -> pd.DataFrame:
-    """Mean and std over seeds: rows (training, variant), columns (test set, metric) as "0.912 ± 0.004"."""
-    grouped = results.groupby(["training", "variant", "test_set"], sort=False)[list(metrics)]
-    mean, std = grouped.mean(), grouped.std(ddof=1).fillna(0.0)
-    text = mean.map(lambda v: f"{v:.3f}") + " ± " + std.map(lambda v: f"{v:.3f}")
-    table = text.unstack("test_set")
-    table.columns = table.columns.swaplevel(0, 1)
-    table = table.sort_index(axis=1, level=0, sort_remaining=False)
+def _arm_first(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame[["arm", *[c for c in frame.columns if c != "arm"]]]
+
+
+# ------------------------------------------------------------------------------ reading the table
+
+def t_interval(values, level: float = 0.95) -> tuple[float, float, int]:
+    """Mean, half-width of its ``level`` t-interval (NaN with one value) and the number of values."""
+    from scipy.stats import t
+
+    x = np.asarray(values, dtype=float)
+    x = x[np.isfinite(x)]
+    n = len(x)
+    if n == 0:
+        return float("nan"), float("nan"), 0
+    if n == 1:
+        return float(x[0]), float("nan"), 1
+    half = t.ppf(0.5 + level / 2, n - 1) * x.std(ddof=1) / np.sqrt(n)
+    return float(x.mean()), float(half), n
+
+
+def paired_differences(results: pd.DataFrame, metric: str, a: str, b: str, higher_is_better: bool = True,
+                       level: float = 0.95, by=("arm", "test_set")) -> pd.DataFrame:
+    """Variant ``a`` minus variant ``b`` on ``metric``, paired by seed (the two runs of a seed share the
+    start, the pairs and the order of the images), for every group of ``by``: the mean difference,
+    the half-width of its ``level`` t-interval over the seeds, the interval, and the verdict: ``a`` or
+    ``b`` when the interval excludes 0 (the better one, as ``higher_is_better`` says), else ``tie``."""
+    key = [*by, "seed"]
+    wide = results[results["variant"].isin([a, b])].pivot_table(index=key, columns="variant", values=metric,
+                                                               sort=False)
+    if a not in wide.columns or b not in wide.columns:
+        raise DeqaError(f"paired_differences: need both variants {a!r} and {b!r} in the results")
+    diff = (wide[a] - wide[b]).dropna().rename("diff").reset_index()
+    rows = []
+    for group, part in diff.groupby(list(by), sort=False):
+        mean, half, n = t_interval(part["diff"], level)
+        low, high = mean - half, mean + half
+        if not np.isfinite(half):
+            call = "n/a"
+        elif low > 0 or high < 0:
+            call = a if (low > 0) == higher_is_better else b
+        else:
+            call = "tie"
+        rows.append({**dict(zip(by, group if isinstance(group, tuple) else (group,))), "metric": metric,
+                     "n_seeds": n, "diff": mean, "half": half, "low": low, "high": high, "better": call})
+    return pd.DataFrame(rows)
+
+
+def mean_intervals(results: pd.DataFrame, metrics=("srcc",), level: float = 0.95,
+                   by=("arm", "variant", "test_set")) -> pd.DataFrame:
+    """Long table: the mean of each metric over seeds and the half-width of its ``level`` t-interval."""
+    rows = []
+    for group, part in results.groupby(list(by), sort=False):
+        for metric in metrics:
+            mean, half, n = t_interval(part[metric], level)
+            if n:
+                rows.append({**dict(zip(by, group)), "metric": metric, "mean": mean, "half": half, "n_seeds": n})
+    return pd.DataFrame(rows)
+
+
+def summary_table(results: pd.DataFrame, metrics=("plcc_logistic", "srcc"), level: float = 0.95) -> pd.DataFrame:
+    """Mean over seeds and the half-width of its ``level`` t-interval, as "0.912 ± 0.004": rows (arm,
+    variant), columns (test set, metric)."""
+    long = mean_intervals(results, metrics, level)
+    long["text"] = [f"{m:.3f} ± {h:.3f}" if np.isfinite(h) else f"{m:.3f}" for m, h in zip(long["mean"], long["half"])]
+    table = long.pivot_table(index=["arm", "variant"], columns=["test_set", "metric"], values="text",
+                             aggfunc="first", sort=False)
+    table = table.reindex(columns=[(t, m) for t in dict.fromkeys(long["test_set"]) for m in metrics
+                                   if (t, m) in table.columns])
     order = [v for v in VARIANTS if v in table.index.get_level_values("variant")]
     table = table.reindex(order, level="variant")
     return table.rename(index=VARIANT_NAMES, level="variant")

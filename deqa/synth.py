@@ -19,6 +19,12 @@ co-training across scales (the fidelity loss of notebook 03) has something to do
 | synth-koniq   | MOS on 1-5          | 25               | 120 raters, small bias, modest noise |
 | synth-spaq    | MOS on 0-100        | 12               | 40 raters, larger bias and noise     |
 | synth-dmos    | DMOS on 0-100 (lower is better, optional) | 15 | 60 raters                  |
+| synth-high    | MOS on 0-100, only latent quality >= 3.4 (optional) | 20 | 80 raters         |
+| synth-low     | DMOS on 0-100, only latent quality <= 2.4 (optional) | 20 | 80 raters        |
+
+The last two cover only part of the quality range (``DatasetSpec.quality_band``): rescaled on their
+own min and max, the same quality gets another label there than in a full-range set, the case the
+fidelity loss exists for (notebook 06).
 
 Command line: ``python -m deqa synth OUT_DIR [--n-scenes N] [--size S] [--seed K] [--smoke]``.
 """
@@ -54,13 +60,16 @@ FAMILY_SHAPE = {"blur": 0.8, "noise": 1.0, "jpeg": 1.3, "contrast": 1.1}
 CONTENT_EFFECT = 0.25  # at most +-0.25 on the 1-5 scale, from the scene's detail and colour
 
 SPLIT_FRACTIONS = (0.7, 0.1, 0.2)  # train, val, test, by scene
+SPLITS = ("train", "val", "test")
+_SCALES = ("1-5", "0-100", "dmos-0-100")
 _SEED_TAGS = {"synth": 1, "pretrain": 2, "noise": 3, "ratings": 4, "split": 5}
 _FORMAT_VERSION = 1
 
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """One synthetic data set: its name, score scale and rater pool."""
+    """One synthetic data set: its name, score scale and rater pool, and optionally the band of latent
+    quality (1-5, both ends included) its images are kept from (None: the whole range)."""
 
     name: str
     n_raters: int
@@ -68,12 +77,24 @@ class DatasetSpec:
     bias_sd: float
     noise_sd: float
     scale: str  # "1-5", "0-100" or "dmos-0-100"
+    quality_band: tuple[float, float] | None = None
+
+    def __post_init__(self):
+        if self.scale not in _SCALES:
+            raise DeqaError(f"unknown scale {self.scale!r}; expected one of {', '.join(_SCALES)}")
+        band = self.quality_band
+        if band is not None and not (len(band) == 2 and 1.0 <= band[0] < band[1] <= 5.0):
+            raise DeqaError(f"quality_band must be (lo, hi) with 1 <= lo < hi <= 5, got {band}")
 
 
 DATASETS: dict[str, DatasetSpec] = {
     "synth-koniq": DatasetSpec("synth-koniq", n_raters=25, n_pool=120, bias_sd=0.2, noise_sd=0.5, scale="1-5"),
     "synth-spaq": DatasetSpec("synth-spaq", n_raters=12, n_pool=40, bias_sd=0.45, noise_sd=0.65, scale="0-100"),
     "synth-dmos": DatasetSpec("synth-dmos", n_raters=15, n_pool=60, bias_sd=0.3, noise_sd=0.55, scale="dmos-0-100"),
+    "synth-high": DatasetSpec("synth-high", n_raters=20, n_pool=80, bias_sd=0.3, noise_sd=0.55, scale="0-100",
+                              quality_band=(3.4, 5.0)),
+    "synth-low": DatasetSpec("synth-low", n_raters=20, n_pool=80, bias_sd=0.3, noise_sd=0.55, scale="dmos-0-100",
+                             quality_band=(1.0, 2.4)),
 }
 DEFAULT_DATASETS: tuple[str, ...] = ("synth-koniq", "synth-spaq")
 DEFAULT_N_SCENES = 150
@@ -345,8 +366,21 @@ def _to_scale(mos15: np.ndarray, std15: np.ndarray, scale: str):
 
 
 def _params(spec: DatasetSpec, index: int, n_scenes: int, size: int, seed: int) -> dict:
-    return {"format": _FORMAT_VERSION, "spec": asdict(spec), "dataset_index": index, "n_scenes": n_scenes,
+    spec_dict = asdict(spec)
+    if spec.quality_band is None:  # a full-range set's params.json is what it was before bands existed
+        del spec_dict["quality_band"]
+    else:
+        spec_dict["quality_band"] = list(spec.quality_band)
+    return {"format": _FORMAT_VERSION, "spec": spec_dict, "dataset_index": index, "n_scenes": n_scenes,
             "size": size, "seed": seed, "distortions": list(DISTORTIONS), "levels": N_LEVELS}
+
+
+def in_band(quality, band) -> np.ndarray:
+    """Whether each latent quality lies in ``band`` = (lo, hi), ends included (None: always)."""
+    quality = np.asarray(quality, dtype=float)
+    if band is None:
+        return np.ones(quality.shape, bool)
+    return (quality >= band[0] - 1e-9) & (quality <= band[1] + 1e-9)
 
 
 def _write_dataset(root: Path, spec: DatasetSpec, index: int, n_scenes: int, size: int, seed: int,
@@ -377,14 +411,20 @@ def _write_dataset(root: Path, spec: DatasetSpec, index: int, n_scenes: int, siz
         noise_rng = _rng("noise", seed, index, s)
         variants = [("pristine", 0)] + [(k, lv) for k in DISTORTIONS for lv in range(1, N_LEVELS + 1)]
         for kind, level in variants:
+            q = float(np.clip(family_quality(kind, level)[0] + effect, 1.0, 5.0))
+            if not in_band(q, spec.quality_band):
+                continue
             out = scene if level == 0 else distort(scene, kind, level, noise_rng, scale=size / REFERENCE_SIZE)
             rel = f"images/{scene_name}_{kind}{level}.png"
             out.save(root / rel, format="PNG", compress_level=1)
-            q = float(np.clip(family_quality(kind, level)[0] + effect, 1.0, 5.0))
             rows.append({"image": rel, "scene": scene_name, "distortion": kind, "level": level,
                          "split": splits[s], "quality": q})
         bar.update(1)
     meta = pd.DataFrame(rows)
+    empty = sorted(set(SPLITS) - set(meta["split"])) if len(meta) else list(SPLITS)
+    if empty:
+        raise DeqaError(f"{spec.name}: no image of quality band {spec.quality_band} in split {empty[0]}; "
+                        "use more scenes or a wider band")
     rating_rng = _rng("ratings", seed, index)
     pool = raters.rater_pool(spec.n_pool, spec.bias_sd, spec.noise_sd, rating_rng)
     counts = raters.simulate_ratings(meta["quality"].to_numpy(), n_raters=spec.n_raters, seed_or_rng=rating_rng,
@@ -412,7 +452,8 @@ def make_synthetic(out_dir, n_scenes: int | None = None, size: int = REFERENCE_S
                    smoke: bool = False, progress: bool = True, datasets=DEFAULT_DATASETS) -> pd.DataFrame:
     """Write the synthetic data sets to ``out_dir/<name>/`` (``images/*.png`` and ``meta.csv``).
 
-    Each scene yields 21 images (pristine + 4 families x 5 levels); splits are by scene
+    Each scene yields 21 images (pristine + 4 families x 5 levels; only those whose latent quality
+    lies in the spec's ``quality_band`` for ``synth-high`` and ``synth-low``); splits are by scene
     (about 70/10/20) and the data sets use disjoint scenes. ``n_scenes`` per data set defaults to
     150 (8 with ``smoke``). Deterministic under ``seed`` (same bytes); a data set already written
     with the same parameters is read back instead of regenerated. Returns all rows, one table, with

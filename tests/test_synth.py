@@ -1,6 +1,7 @@
 """The synthetic IQA data: scenes, distortions, latent quality, the written data sets, the command."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -232,3 +233,44 @@ def test_run_prints_one_line_per_data_set(tmp_path, capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("synth-spaq: 63 images, 3 scenes, MOS ")
     assert "train/val/test 21/21/21" in lines[0]
+
+
+def test_a_quality_band_keeps_only_that_part_of_the_range(tmp_path):
+    table = synth.make_synthetic(tmp_path, n_scenes=6, progress=False, datasets=["synth-high", "synth-low"])
+    high, low = table[table.dataset == "synth-high"], table[table.dataset == "synth-low"]
+    assert high["quality"].between(3.4, 5.0).all() and low["quality"].between(1.0, 2.4).all()
+    # the pristine image and every family's mildest level are good enough for synth-high; no level 3 is
+    assert set(high["level"]) <= {0, 1, 2} and (high["level"] == 0).sum() == 6
+    assert set(low["level"]) <= {3, 4, 5} and (low["level"] == 5).sum() == 6 * 4
+    assert len(high) < 6 * 21 and len(list((tmp_path / "synth-high" / "images").glob("*.png"))) == len(high)
+    assert set(high["split"]) == set(low["split"]) == {"train", "val", "test"}
+    params = json.loads((tmp_path / "synth-high" / "params.json").read_text())
+    assert params["spec"]["quality_band"] == [3.4, 5.0] and params["spec"]["scale"] == "0-100"
+    # synth-low is a DMOS: its worst images have the highest score
+    assert low.groupby("level")["mos"].mean().is_monotonic_increasing
+
+
+def test_min_max_rescaling_gives_a_restricted_set_other_labels(tmp_path):
+    from deqa import data
+
+    synth.make_synthetic(tmp_path, n_scenes=6, progress=False, datasets=["synth-koniq", "synth-high"])
+    labels = {name: data.to_levels(data.read_metadata(tmp_path / name / "meta.csv"))
+              for name in ("synth-koniq", "synth-high")}
+    blur1 = {name: t.query("distortion == 'blur' and level == 1")["mu"].mean() for name, t in labels.items()}
+    # the same quality (mild blur, about 3.7 on 1-5): above fair in the full-range set, near the
+    # bottom of synth-high, whose worst images it holds
+    assert blur1["synth-koniq"] > 3.3 and blur1["synth-high"] < blur1["synth-koniq"] - 0.7
+    # by the nominal 0-100 scale instead, the two sets agree
+    nominal = data.to_levels(data.read_metadata(tmp_path / "synth-high" / "meta.csv"), nominal=True)
+    assert abs(nominal.query("distortion == 'blur' and level == 1")["mu"].mean() - blur1["synth-koniq"]) < 0.3
+
+
+def test_full_range_sets_keep_their_params_and_bad_specs_are_refused(written):
+    out, _ = written
+    params = json.loads((out / "synth-koniq" / "params.json").read_text())
+    assert set(params["spec"]) == {"name", "n_raters", "n_pool", "bias_sd", "noise_sd", "scale"}
+    with pytest.raises(DeqaError, match="quality_band"):
+        synth.DatasetSpec("x", 5, 10, 0.2, 0.5, "1-5", quality_band=(4.0, 3.0))
+    with pytest.raises(DeqaError, match="scale"):
+        synth.DatasetSpec("x", 5, 10, 0.2, 0.5, "0-7")
+    assert list(synth.in_band([1.0, 2.4, 2.41], (1.0, 2.4))) == [True, True, False]
