@@ -234,6 +234,8 @@ def run_ablation(stage1_dir, data_dirs, out_dir, seeds=(0, 1, 2), steps: int = 3
             for arm, spec in plan.items() for variant in spec["variants"] for seed in spec.get("seeds", seeds)]
     results, curves = _run_jobs(jobs, workers, threads, progress)
     out_dir.mkdir(parents=True, exist_ok=True)
+    # wall-clock seconds differ between runs: not in the committed files, which a rerun rewrites bit for bit
+    results = results.drop(columns=["train_seconds"], errors="ignore")
     for frame, name in ((results, "results.csv"), (curves, "curves.csv")):
         frame.to_csv(out_dir / f"{name}.tmp", index=False, float_format="%.6g")
         (out_dir / f"{name}.tmp").replace(out_dir / name)
