@@ -168,13 +168,15 @@ def score(logits):
     return losses.predicted_mean_std(logits)[0]
 
 
-def batch_loss(objective: str, logits_a, logits_b, targets: Targets, a, b, gamma: float = 0.05):
+def batch_loss(objective: str, logits_a, logits_b, targets: Targets, a, b, gamma: float | None = None):
     """The loss of one batch of same-data-set pairs (A = rows ``a``, B = rows ``b``) for an objective.
 
     Absolute objectives (``mse_rescaled``, ``soft_kl``) treat A and B as two single images; the
-    fidelity objective only compares them; ``soft_kl_fid`` adds gamma times both KL terms.
+    fidelity objective only compares them; ``soft_kl_fid`` adds gamma (default ``losses.GAMMA``) times
+    both KL terms.
     """
     from . import losses
+    gamma = losses.GAMMA if gamma is None else gamma
     ids = [0, 1, 2, 3, 4]
     if objective == "mse_rescaled":
         return 0.5 * (((score(logits_a) - targets.mu[a]) ** 2).mean()
@@ -192,7 +194,7 @@ def batch_loss(objective: str, logits_a, logits_b, targets: Targets, a, b, gamma
 
 
 def train_scorer(data: ToyData, objective: str, epochs: int = 100, lr: float = 3e-3,
-                 batch_size: int = 256, gamma: float = 0.05, seed: int = 0):
+                 batch_size: int = 256, gamma: float | None = None, seed: int = 0):
     """Train a fresh scorer on the train rows of every trained data set with one of ``OBJECTIVES``.
 
     Every objective sees the same pairs in the same order (``PairSampler``, seeded by ``seed``);

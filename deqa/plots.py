@@ -280,16 +280,17 @@ def score_scatter(pred, mos, ax=None, label: str | None = None):
     return fig
 
 
-def calibration_slope(pred_std, human_std) -> tuple[float, float]:
+def calibration_slope(predicted_std, human_std) -> tuple[float, float]:
     """Least-squares line predicted spread = slope * human spread + intercept (slope 1 when the
     predicted spread follows the human one)."""
     from . import metrics
 
-    pred_std, human_std = metrics.as_vector(pred_std, "pred_std"), metrics.as_vector(human_std, "human_std")
-    metrics.same_length(pred_std=pred_std, human_std=human_std)
-    if len(pred_std) < 2 or np.ptp(human_std) == 0:
+    predicted_std = metrics.as_vector(predicted_std, "predicted_std")
+    human_std = metrics.as_vector(human_std, "human_std")
+    metrics.same_length(predicted_std=predicted_std, human_std=human_std)
+    if len(predicted_std) < 2 or np.ptp(human_std) == 0:
         return float("nan"), float("nan")
-    slope, intercept = np.polyfit(human_std, pred_std, 1)
+    slope, intercept = np.polyfit(human_std, predicted_std, 1)
     return float(slope), float(intercept)
 
 
@@ -300,21 +301,22 @@ def _binned_means(x: np.ndarray, y: np.ndarray, bins: int):
     return np.array([x[g].mean() for g in groups]), np.array([y[g].mean() for g in groups])
 
 
-def spread_calibration(pred_std, human_std, ax=None, bins: int = 8):
+def spread_calibration(predicted_std, human_std, ax=None, bins: int = 8):
     """Predicted spread against human spread: points, the diagonal y = x, the mean predicted spread in
     equal-count bins of the human spread (on the diagonal when calibrated) and the fitted line, whose
     slope the title gives (``calibration_slope``)."""
     from . import metrics
 
-    pred_std, human_std = metrics.as_vector(pred_std, "pred_std"), metrics.as_vector(human_std, "human_std")
-    metrics.same_length(pred_std=pred_std, human_std=human_std)
+    predicted_std = metrics.as_vector(predicted_std, "predicted_std")
+    human_std = metrics.as_vector(human_std, "human_std")
+    metrics.same_length(predicted_std=predicted_std, human_std=human_std)
     fig, ax = _figure(ax, figsize=(4.6, 4.6))
-    ax.scatter(human_std, pred_std, s=10, alpha=0.3, color=MODEL_COLOR, edgecolors="none", label="images")
-    top = float(max(human_std.max(), pred_std.max(), 1e-3)) * 1.05
+    ax.scatter(human_std, predicted_std, s=10, alpha=0.3, color=MODEL_COLOR, edgecolors="none", label="images")
+    top = float(max(human_std.max(), predicted_std.max(), 1e-3)) * 1.05
     ax.plot([0, top], [0, top], color="0.5", lw=1, ls="--", label="y = x (calibrated)")
-    bx, by = _binned_means(human_std, pred_std, bins)
+    bx, by = _binned_means(human_std, predicted_std, bins)
     ax.plot(bx, by, "o-", color=MODEL_COLOR, lw=1.6, ms=5, mec="white", label="binned mean")
-    slope, intercept = calibration_slope(pred_std, human_std)
+    slope, intercept = calibration_slope(predicted_std, human_std)
     if np.isfinite(slope):
         ax.plot([0, top], [intercept, intercept + slope * top], color=ACCENT_COLOR, lw=1.6,
                 label=f"fitted line (slope {slope:.2f})")
@@ -327,22 +329,24 @@ def spread_calibration(pred_std, human_std, ax=None, bins: int = 8):
     return fig
 
 
-def spread_by_score(human_mu, pred_std, label_spread, ax=None, bins: int = 12):
+def spread_by_score(human_mu, predicted_std, label_spread, ax=None, bins: int = 12):
     """The predicted spread and the spread of the training label against the human score: points and
     their means in equal-count bins of the score. Shows how much of the spread the score alone
     explains (both shrink towards the ends of the scale)."""
     from . import metrics
 
     mu = metrics.as_vector(human_mu, "human_mu")
-    pred_std, label_spread = metrics.as_vector(pred_std, "pred_std"), metrics.as_vector(label_spread, "label_spread")
-    metrics.same_length(human_mu=mu, pred_std=pred_std, label_spread=label_spread)
+    predicted_std = metrics.as_vector(predicted_std, "predicted_std")
+    label_spread = metrics.as_vector(label_spread, "label_spread")
+    metrics.same_length(human_mu=mu, predicted_std=predicted_std, label_spread=label_spread)
     fig, ax = _figure(ax, figsize=(4.6, 4.6))
-    for values, color, name in ((label_spread, HUMAN_COLOR, "soft label"), (pred_std, MODEL_COLOR, "predicted")):
+    curves = ((label_spread, HUMAN_COLOR, "soft label"), (predicted_std, MODEL_COLOR, "predicted"))
+    for values, color, name in curves:
         ax.scatter(mu, values, s=8, alpha=0.2, color=color, edgecolors="none")
         bx, by = _binned_means(mu, values, bins)
         ax.plot(bx, by, "o-", color=color, lw=1.6, ms=5, mec="white", label=f"{name} (binned mean)")
     ax.set_xlim(1, 5)
-    ax.set_ylim(0, float(max(label_spread.max(), pred_std.max())) * 1.05)
+    ax.set_ylim(0, float(max(label_spread.max(), predicted_std.max())) * 1.05)
     ax.set_xlabel("human score mu (1-5 scale)")
     ax.set_ylabel("spread (std of the five levels)")
     ax.set_title("spread along the scale")
@@ -357,7 +361,7 @@ _GRID_TITLES = {"best": "best predictions (smallest |score - human mu|)",
                 "spread": "from the narrowest to the widest predicted spread"}
 
 
-def select_predictions(score, pred_std, human_mu, kind: str = "best", n: int = 6) -> np.ndarray:
+def select_predictions(score, predicted_std, human_mu, kind: str = "best", n: int = 6) -> np.ndarray:
     """Indices of the ``n`` best (smallest |score - human mu|), worst (largest) or most uncertain
     (largest predicted spread) predictions, ties keeping the input order; or, for ``"spread"``, ``n``
     images at evenly spaced ranks of the predicted spread, narrowest first (the whole range, so
@@ -365,7 +369,7 @@ def select_predictions(score, pred_std, human_mu, kind: str = "best", n: int = 6
     score, human_mu = np.asarray(score, dtype=float), np.asarray(human_mu, dtype=float)
     n = max(0, int(n))
     if kind == "spread":
-        order = np.argsort(np.asarray(pred_std, dtype=float), kind="stable")
+        order = np.argsort(np.asarray(predicted_std, dtype=float), kind="stable")
         if n == 0 or len(order) == 0:
             return order[:0]
         return order[np.unique(np.round(np.linspace(0, len(order) - 1, min(n, len(order)))).astype(int))]
@@ -374,7 +378,7 @@ def select_predictions(score, pred_std, human_mu, kind: str = "best", n: int = 6
     elif kind == "worst":
         key = -np.abs(score - human_mu)
     elif kind == "uncertain":
-        key = -np.asarray(pred_std, dtype=float)
+        key = -np.asarray(predicted_std, dtype=float)
     else:
         raise DeqaError(f"unknown kind {kind!r}: use one of {', '.join(GRID_KINDS)}")
     return np.argsort(key, kind="stable")[:n]
@@ -392,8 +396,8 @@ def prediction_grid(images, preds, humans=None, kind: str = "best", n: int = 6, 
     if len(preds) != len(images) or len(humans) != len(images):
         raise DeqaError(f"prediction_grid: {len(images)} images, {len(preds)} prediction rows, "
                         f"{len(humans)} human rows; give one of each per image")
-    pred_std = preds["std"].to_numpy(float) if "std" in preds.columns else np.full(len(preds), np.nan)
-    chosen = select_predictions(preds["score"], pred_std, humans["mu"], kind, n)
+    predicted_std = preds["std"].to_numpy(float) if "std" in preds.columns else np.full(len(preds), np.nan)
+    chosen = select_predictions(preds["score"], predicted_std, humans["mu"], kind, n)
     use_style()
     ncols = max(1, min(ncols, len(chosen)))
     nrows = max(1, -(-len(chosen) // ncols))
@@ -405,7 +409,7 @@ def prediction_grid(images, preds, humans=None, kind: str = "best", n: int = 6, 
         i = int(chosen[k])
         ax.imshow(thumbnail(images[i]), interpolation="nearest")  # the real pixels, no smoothing
         h_sigma = humans["sigma"].iloc[i] if "sigma" in humans.columns else np.nan
-        ax.set_title(f"pred {preds['score'].iloc[i]:.2f} ± {pred_std[i]:.2f}\n"
+        ax.set_title(f"pred {preds['score'].iloc[i]:.2f} ± {predicted_std[i]:.2f}\n"
                      f"human {humans['mu'].iloc[i]:.2f} ± {h_sigma:.2f}", fontsize=8)
     fig.suptitle(_GRID_TITLES[kind])
     fig.tight_layout()
