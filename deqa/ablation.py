@@ -31,6 +31,8 @@ import numpy as np
 import pandas as pd
 
 from .errors import DeqaError
+from .metrics import t_interval
+from .outfile import write_text_atomic
 
 VARIANTS = {
     "onehot_ce": {"label": "onehot", "use_fidelity": False},
@@ -233,13 +235,11 @@ def run_ablation(stage1_dir, data_dirs, out_dir, seeds=(0, 1, 2), steps: int = 3
                  work_dir=Path(work_dir) if work_dir is not None else out_dir / "work", arm=arm)
             for arm, spec in plan.items() for variant in spec["variants"] for seed in spec.get("seeds", seeds)]
     results, curves = _run_jobs(jobs, workers, threads, progress)
-    out_dir.mkdir(parents=True, exist_ok=True)
     # wall-clock seconds differ between runs: not in the committed files, which a rerun rewrites bit for bit
     results = results.drop(columns=["train_seconds"], errors="ignore")
     for frame, name in ((results, "results.csv"), (curves, "curves.csv")):
-        frame.to_csv(out_dir / f"{name}.tmp", index=False, float_format="%.6g")
-        (out_dir / f"{name}.tmp").replace(out_dir / name)
-    (out_dir / "settings.json").write_text(json.dumps(settings, indent=1) + "\n")
+        write_text_atomic(out_dir / name, frame.to_csv(index=False, float_format="%.6g"))
+    write_text_atomic(out_dir / "settings.json", json.dumps(settings, indent=1) + "\n")
     return read_cached(out_dir)  # what a reader of the cache gets, to the digit
 
 
@@ -303,21 +303,6 @@ def _arm_first(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------------------ reading the table
-
-def t_interval(values, level: float = 0.95) -> tuple[float, float, int]:
-    """Mean, half-width of its ``level`` t-interval (NaN with one value) and the number of values."""
-    from scipy.stats import t
-
-    x = np.asarray(values, dtype=float)
-    x = x[np.isfinite(x)]
-    n = len(x)
-    if n == 0:
-        return float("nan"), float("nan"), 0
-    if n == 1:
-        return float(x[0]), float("nan"), 1
-    half = t.ppf(0.5 + level / 2, n - 1) * x.std(ddof=1) / np.sqrt(n)
-    return float(x.mean()), float(half), n
-
 
 def paired_differences(results: pd.DataFrame, metric: str, a: str, b: str, higher_is_better: bool = True,
                        level: float = 0.95, by=("arm", "test_set")) -> pd.DataFrame:

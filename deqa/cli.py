@@ -10,6 +10,8 @@ import importlib
 import sys
 import warnings
 
+from .errors import first_line
+
 # command -> (module that implements it, one-line help)
 COMMANDS = {
     "build-tiny": ("deqa.tiny", "write the embedded tiny MLLM (Hugging Face format) to OUT_DIR"),
@@ -40,11 +42,6 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
     print(f"warning: {text}", file=sys.stderr if file is None else file)
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 def main(argv=None) -> int:
     """Run one command. Bad input (``DeqaError``, and the ``OSError``/``ValueError`` a file or a
     setting can raise) ends with one ``error: ...`` line and exit code 2; Ctrl-C with 130. Other
@@ -61,6 +58,6 @@ def main(argv=None) -> int:
             print("interrupted", file=sys.stderr)
             return 128 + getattr(exc, "signum", 2)
         except (OSError, ValueError) as exc:  # DeqaError is a ValueError
-            print(f"error: {_first_line(exc)}", file=sys.stderr)
+            print(f"error: {first_line(exc)}", file=sys.stderr)
             return 2
     return int(result or 0)

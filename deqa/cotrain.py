@@ -21,16 +21,16 @@ pairs (A, B):
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from scipy.special import expit
-from scipy.stats import spearmanr, t as student_t
+from scipy.stats import spearmanr
 
 from . import levels
 from .errors import DeqaError
+from .metrics import t_interval
 from .pairs import PairSampler
 
 
@@ -290,7 +290,6 @@ def paired_difference(results: pd.DataFrame, objective: str, baseline: str, leve
     rows = {}
     for name, sub in (wide[objective] - wide[baseline]).groupby(level="test set", sort=False):
         d = sub.to_numpy()
-        n = d.size
-        half = (student_t.ppf(0.5 + level / 2, n - 1) * d.std(ddof=1) / math.sqrt(n)) if n > 1 else np.nan
-        rows[name] = {"mean diff": d.mean(), "t half-width": half, "seeds": n, "wins": int((d > 0).sum())}
+        mean, half, n = t_interval(d, level)
+        rows[name] = {"mean diff": mean, "t half-width": half, "seeds": n, "wins": int((d > 0).sum())}
     return pd.DataFrame(rows).T.astype({"seeds": int, "wins": int})

@@ -18,7 +18,8 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import pandas as pd
 
-from .errors import DeqaError
+from .errors import DeqaError, first_line
+from .formats import raise_first
 from .levels import HUMAN_COLUMNS, LABEL_COLUMNS, NATIVE_STD, PROB_COLUMNS
 from .metrics import GAP_COLUMNS, distribution_gaps, krcc, plcc, plcc_logistic_checked, srcc
 
@@ -81,19 +82,12 @@ def _check_predictions(preds: pd.DataFrame, source: str) -> None:
                         f"{', '.join(PROB_COLUMNS)}")
     numeric = ["score"] + [c for c in ("std", *PROB_COLUMNS) if c in preds.columns]
     values = preds[numeric].apply(pd.to_numeric, errors="coerce").to_numpy(float)
-    bad = ~np.all(np.isfinite(values), axis=1)
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise DeqaError(f"{source}: row {i + 1} (image {preds['image'].iloc[i]!r}) has a missing or "
-                        f"non-numeric value in {numeric}")
-    def where(i: int) -> str:
-        return f"{source}: row {i + 1} (image {preds['image'].iloc[i]!r})"
-
+    images = preds["image"]
+    raise_first(~np.all(np.isfinite(values), axis=1), source, images,
+                f"a missing or non-numeric value in {numeric}")
     if "std" in numeric:
         std = values[:, numeric.index("std")]
-        if (std < 0).any():
-            i = int(np.flatnonzero(std < 0)[0])
-            raise DeqaError(f"{where(i)}: std is negative ({std[i]:g})")
+        raise_first(std < 0, source, images, "std is negative", values=std)
     cols = [c for c in PROB_COLUMNS if c in numeric]
     if cols:
         p = values[:, [numeric.index(c) for c in cols]]
@@ -101,10 +95,9 @@ def _check_predictions(preds: pd.DataFrame, source: str) -> None:
         if len(cols) == len(PROB_COLUMNS):
             bad |= np.abs(p.sum(axis=1) - 1) > PROB_SUM_TOLERANCE
         if bad.any():
-            i = int(np.flatnonzero(bad)[0])
-            shown = ", ".join(f"{c} = {v:g}" for c, v in zip(cols, p[i]))
-            raise DeqaError(f"{where(i)}: {', '.join(cols)} are not probabilities ({shown}; each must be "
-                            f"in [0, 1] and together they must sum to 1)")
+            shown = ", ".join(f"{c} = {v:g}" for c, v in zip(cols, p[np.flatnonzero(bad)[0]]))
+            raise_first(bad, source, images, f"{', '.join(cols)} are not probabilities ({shown}; each must "
+                        "be in [0, 1] and together they must sum to 1)")
 
 
 def human_labels(meta: pd.DataFrame, method: str = "official") -> pd.DataFrame:
@@ -266,7 +259,7 @@ def _read_predictions(path) -> pd.DataFrame:
         # file names that are not valid UTF-8 were written by `score` with their original bytes
         return pd.read_csv(path, encoding_errors="surrogateescape")
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise DeqaError(f"{path}: cannot read the predictions CSV ({str(exc).splitlines()[0]})") from None
+        raise DeqaError(f"{path}: cannot read the predictions CSV ({first_line(exc)})") from None
 
 
 def _read_all_metadata(paths_, fmt: str) -> pd.DataFrame:

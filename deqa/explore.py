@@ -11,8 +11,7 @@ import numpy as np
 
 from .errors import DeqaError
 from .levels import CENTERS, LEVELS, score, spread
-
-EPS_FIDELITY = 1e-8  #: the eps of ``losses.fidelity``, inside both square roots
+from .losses import EPS_FIDELITY
 
 
 def _figure(ncols: int, width: float, height: float):

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import DeqaError
+from .errors import DeqaError, first_line
 from .levels import CENTERS, LEVELS
 
 FORMATS = ("koniq", "pyiqa", "liqe", "deqa_json", "qalign_json", "csv")
@@ -138,7 +138,7 @@ def _read_liqe(path):
         raw = pd.read_csv(path, sep="\t", header=None, dtype={0: str}, keep_default_na=False,
                           na_values=[""])
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise DeqaError(f"{path}: not a tab-separated LIQE file (path, mos, std): {_first_line(exc)}") from None
+        raise DeqaError(f"{path}: not a tab-separated LIQE file (path, mos, std): {first_line(exc)}") from None
     if raw.shape[1] < 2:
         raise DeqaError(f"{path}: a LIQE file needs tab-separated columns path, mos[, std]; "
                         f"found {raw.shape[1]} column(s)")
@@ -246,14 +246,14 @@ def _read_csv(path, **kw) -> pd.DataFrame:
     except pd.errors.EmptyDataError:
         raise DeqaError(f"{path}: the file is empty") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise DeqaError(f"{path}: not a readable CSV file: {_first_line(exc)}") from None
+        raise DeqaError(f"{path}: not a readable CSV file: {first_line(exc)}") from None
 
 
 def _load_json(path):
     try:
         entries = json.loads(Path(path).read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DeqaError(f"{path}: not valid JSON: {_first_line(exc)}") from None
+        raise DeqaError(f"{path}: not valid JSON: {first_line(exc)}") from None
     if not isinstance(entries, list):
         raise DeqaError(f"{path}: expected a JSON list of entries, got {type(entries).__name__}")
     if not entries:
@@ -312,7 +312,3 @@ def raise_first(mask, source, images, message, values=None) -> None:
             shown = f"{value:.6g}" if isinstance(value, float) else repr(value)
             message = message.format(value=shown) if "{value}" in message else f"{message} ({shown})"
         raise DeqaError(f"{source}: row {i + 1} (image {images.iloc[i]!r}): {message}")
-
-
-def _first_line(exc) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -10,6 +10,7 @@ Two kinds of numbers:
   moment-matched midpoint, what DeQA-Score's evaluation reports as JS), and - on the five-level
   probabilities - the Jensen-Shannon divergence and the Wasserstein-1 distance (``js_levels``,
   ``w1_levels``). The two JS are different quantities: compare each only with itself.
+* **Uncertainty over seeds**: ``t_interval``, the Student-t interval of a mean (notebooks 03 and 06).
 
 Only the statistics live here; ``deqa.evaluate`` joins predictions to metadata and tabulates these
 numbers per data set (``python -m deqa evaluate``).
@@ -291,3 +292,17 @@ def distribution_gaps(pred_mu, pred_sigma, human_mu, human_sigma, pred_probs=Non
         gaps["w1_levels"] = w1_levels(q, p)
     gaps.attrs["mean"] = {col: float(gaps[col].mean()) if n else float("nan") for col in gaps.columns}
     return gaps
+
+
+def t_interval(values, level: float = 0.95) -> tuple[float, float, int]:
+    """Mean, half-width of its ``level`` t-interval (NaN with one value) and the number of values
+    (non-finite values left out). Explained in notebooks 03 and 06."""
+    x = np.asarray(values, dtype=float)
+    x = x[np.isfinite(x)]
+    n = len(x)
+    if n == 0:
+        return float("nan"), float("nan"), 0
+    if n == 1:
+        return float(x[0]), float("nan"), 1
+    half = stats.t.ppf(0.5 + level / 2, n - 1) * x.std(ddof=1) / np.sqrt(n)
+    return float(x.mean()), float(half), n

@@ -17,7 +17,7 @@ import torch
 from safetensors import SafetensorError
 
 from .collate import model_inputs
-from .errors import DeqaError
+from .errors import DeqaError, first_line
 
 #: above this many parameters a model counts as a "real" pre-trained MLLM: LoRA, a small learning rate
 #: and gradient checkpointing by default in training, a progress bar when its weights load
@@ -139,7 +139,7 @@ def _from_pretrained(name_or_path, local, source, adapter, kwargs):
         raise
     except (OSError, ValueError, SafetensorError) as exc:  # missing or damaged files, an unknown config
         where = "local folder" if local is not None else "hub id (and no such local folder)"
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         if isinstance(exc, SafetensorError):
             first = f"a weight file is damaged or truncated ({first})"
         raise DeqaError(f"cannot load model {name_or_path} as a {where}: {first}") from exc

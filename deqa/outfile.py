@@ -1,6 +1,6 @@
 """Writing a result file without losing anything: ``--out`` is checked before the work starts, never
 names one of the inputs, and is replaced atomically (a failed write leaves the previous file whole).
-Used by ``python -m deqa score`` (``deqa.infer``)."""
+Used by ``python -m deqa score`` (``deqa.infer``) and for the ablation's results (``deqa.ablation``)."""
 from __future__ import annotations
 
 import contextlib
@@ -30,17 +30,12 @@ def check_out_file(out, inputs=(), refuse_suffixes=()) -> Path:
     if not os.access(folder, os.W_OK | os.X_OK):
         raise DeqaError(f"--out {out}: cannot write in {folder} (permission denied)")
     if out.exists():
-        target = _file_key(out)
+        target = os.stat(out)
         for item in inputs:
             with contextlib.suppress(OSError):
-                if _file_key(item) == target:
+                if os.path.samestat(os.stat(item), target):
                     raise DeqaError(f"--out {out} is one of the input images ({item}); choose another file")
     return out
-
-
-def _file_key(path) -> tuple[int, int]:
-    st = os.stat(path)
-    return st.st_dev, st.st_ino
 
 
 def write_text_atomic(out, text: str) -> None:
