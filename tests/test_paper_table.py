@@ -134,7 +134,11 @@ def test_numbers_equal_deqa_evaluate_on_the_same_predictions(published, loaded, 
         preds = infer.score_images(model, processor, files, batch_size=4, progress=False)
         expected = evaluate.evaluate_table(preds, meta).iloc[0]
         assert rows[key]["n"] == rows[key]["n_listed"] == n
-        assert rows[key]["plcc"] == pytest.approx(expected["plcc_logistic"], abs=1e-9)
+        # the logistic fit is iterative (curve_fit stops at a relative tolerance of ~1.5e-8) and on 5-6
+        # points it runs towards a step, so its end point moved by 2e-9 between the two scorings on
+        # another CPU. 1e-6 still tells it from the raw PLCC, which differs here by more than 0.1.
+        assert rows[key]["plcc"] == pytest.approx(expected["plcc_logistic"], abs=1e-6)
+        assert abs(expected["plcc_logistic"] - expected["plcc"]) > 0.1
         assert rows[key]["srcc"] == pytest.approx(expected["srcc"], abs=1e-9)
         assert rows[key]["metrics"]["krcc"] == pytest.approx(expected["krcc"], abs=1e-9)
         assert rows[key]["paper"]["deqa_lora"] == dict(zip(("plcc", "srcc"), T.PAPER_TABLE[0].results[key]))
