@@ -83,7 +83,8 @@ def evaluate_predictions(preds: pd.DataFrame) -> pd.DataFrame:
     table = per_dataset_table(preds).rename_axis("test_set").reset_index()
     table["srcc_latent"] = np.nan
     if "quality" in preds.columns:
-        table["srcc_latent"] = [srcc(p["score"], p["quality"]) for _, p in preds.groupby("dataset", sort=True)]
+        latent = {str(name): srcc(p["score"], p["quality"]) for name, p in preds.groupby("dataset")}
+        table["srcc_latent"] = table["test_set"].map(latent)
         pooled = {"test_set": POOLED, "n": len(preds), "srcc_latent": srcc(preds["score"], preds["quality"])}
         table = pd.concat([table, pd.DataFrame([pooled])], ignore_index=True)
     return table[["test_set", "n", *METRICS]]

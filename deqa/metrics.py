@@ -64,10 +64,17 @@ def same_length(**arrays: np.ndarray) -> int:
     return next(iter(lengths.values()))
 
 
+def as_vectors(**named) -> list[np.ndarray]:
+    """``as_vector`` of each named input, all of one length (a DeqaError names the culprit)."""
+    arrays = {name: as_vector(x, name) for name, x in named.items()}
+    same_length(**arrays)
+    return list(arrays.values())
+
+
 def as_pair(pred, mos, min_n: int = 2):
     """``as_vector`` of both, of one length, at least ``min_n`` long."""
-    pred, mos = as_vector(pred, "pred"), as_vector(mos, "mos")
-    n = same_length(pred=pred, mos=mos)
+    pred, mos = as_vectors(pred=pred, mos=mos)
+    n = len(pred)
     if n < min_n:
         raise DeqaError(f"need at least {min_n} images to correlate, got {n}")
     return pred, mos
@@ -269,9 +276,9 @@ def distribution_gaps(pred_mu, pred_sigma, human_mu, human_sigma, pred_probs=Non
     DataFrame with one row per image; ``.attrs["mean"]`` holds the averages (also ``gaps.mean()``).
     Inputs may be numpy arrays or pandas columns; NaN and length mismatches raise DeqaError.
     """
-    arrays = {"pred_mu": as_vector(pred_mu, "pred_mu"), "pred_sigma": as_vector(pred_sigma, "pred_sigma"),
-              "human_mu": as_vector(human_mu, "human_mu"), "human_sigma": as_vector(human_sigma, "human_sigma")}
-    n = same_length(**arrays)
+    arrays = {"pred_mu": pred_mu, "pred_sigma": pred_sigma, "human_mu": human_mu, "human_sigma": human_sigma}
+    arrays = dict(zip(arrays, as_vectors(**arrays)))
+    n = len(arrays["pred_mu"])
     for name in ("pred_sigma", "human_sigma"):
         if np.any(arrays[name] < 0):
             i = int(np.flatnonzero(arrays[name] < 0)[0])

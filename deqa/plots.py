@@ -285,12 +285,15 @@ def calibration_slope(predicted_std, human_std) -> tuple[float, float]:
     predicted spread follows the human one)."""
     from . import metrics
 
-    predicted_std = metrics.as_vector(predicted_std, "predicted_std")
-    human_std = metrics.as_vector(human_std, "human_std")
-    metrics.same_length(predicted_std=predicted_std, human_std=human_std)
-    if len(predicted_std) < 2 or np.ptp(human_std) == 0:
+    predicted_std, human_std = metrics.as_vectors(predicted_std=predicted_std, human_std=human_std)
+    return _fit_line(human_std, predicted_std)
+
+
+def _fit_line(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Slope and intercept of the least-squares line y = slope * x + intercept (NaN when x is constant)."""
+    if len(x) < 2 or np.ptp(x) == 0:
         return float("nan"), float("nan")
-    slope, intercept = np.polyfit(human_std, predicted_std, 1)
+    slope, intercept = np.polyfit(x, y, 1)
     return float(slope), float(intercept)
 
 
@@ -307,16 +310,14 @@ def spread_calibration(predicted_std, human_std, ax=None, bins: int = 8):
     slope the title gives (``calibration_slope``)."""
     from . import metrics
 
-    predicted_std = metrics.as_vector(predicted_std, "predicted_std")
-    human_std = metrics.as_vector(human_std, "human_std")
-    metrics.same_length(predicted_std=predicted_std, human_std=human_std)
+    predicted_std, human_std = metrics.as_vectors(predicted_std=predicted_std, human_std=human_std)
     fig, ax = _figure(ax, figsize=(4.6, 4.6))
     ax.scatter(human_std, predicted_std, s=10, alpha=0.3, color=MODEL_COLOR, edgecolors="none", label="images")
     top = float(max(human_std.max(), predicted_std.max(), 1e-3)) * 1.05
     ax.plot([0, top], [0, top], color="0.5", lw=1, ls="--", label="y = x (calibrated)")
     bx, by = _binned_means(human_std, predicted_std, bins)
     ax.plot(bx, by, "o-", color=MODEL_COLOR, lw=1.6, ms=5, mec="white", label="binned mean")
-    slope, intercept = calibration_slope(predicted_std, human_std)
+    slope, intercept = _fit_line(human_std, predicted_std)
     if np.isfinite(slope):
         ax.plot([0, top], [intercept, intercept + slope * top], color=ACCENT_COLOR, lw=1.6,
                 label=f"fitted line (slope {slope:.2f})")
@@ -335,10 +336,8 @@ def spread_by_score(human_mu, predicted_std, label_spread, ax=None, bins: int = 
     explains (both shrink towards the ends of the scale)."""
     from . import metrics
 
-    mu = metrics.as_vector(human_mu, "human_mu")
-    predicted_std = metrics.as_vector(predicted_std, "predicted_std")
-    label_spread = metrics.as_vector(label_spread, "label_spread")
-    metrics.same_length(human_mu=mu, predicted_std=predicted_std, label_spread=label_spread)
+    mu, predicted_std, label_spread = metrics.as_vectors(human_mu=human_mu, predicted_std=predicted_std,
+                                                         label_spread=label_spread)
     fig, ax = _figure(ax, figsize=(4.6, 4.6))
     curves = ((label_spread, HUMAN_COLOR, "soft label"), (predicted_std, MODEL_COLOR, "predicted"))
     for values, color, name in curves:
