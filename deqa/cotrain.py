@@ -141,13 +141,14 @@ class Targets:
     std: object
 
 
-def make_targets(frame: pd.DataFrame) -> Targets:
-    """The targets of ``frame``'s rows (see ``Targets``); soft labels use ``soft_label.soft_labels``."""
+def make_targets(frame: pd.DataFrame, reference: bool | None = None) -> Targets:
+    """The targets of ``frame``'s rows (see ``Targets``); soft labels use ``soft_label.soft_labels``
+    (``reference``: which label, None for the package default)."""
     import torch
 
     from .soft_label import soft_labels
     mu, sigma = rescaled_targets(frame)
-    q = soft_labels(mu, sigma, method="cdf")
+    q = soft_labels(mu, sigma, method="cdf", reference=reference)
     as_t = lambda x: torch.tensor(np.asarray(x), dtype=torch.float32)  # noqa: E731
     return Targets(mu=as_t(mu), q=as_t(q), signed_mos=as_t(frame["mos"].to_numpy() * quality_sign(frame)),
                    std=as_t(frame["std"].to_numpy()))

@@ -316,7 +316,7 @@ def official_method(dataset: str) -> str:
     return "pdf" if _DATASET_ALIASES.get(key, key) in OFFICIAL_PDF_DATASETS else "cdf"
 
 
-def to_levels(df: pd.DataFrame, lo=None, hi=None, method: str = "official", reference: bool = False,
+def to_levels(df: pd.DataFrame, lo=None, hi=None, method: str = "official", reference: bool | None = None,
               nominal: bool = False) -> pd.DataFrame:
     """Add ``mu``, ``sigma`` (the score on [1, 5]) and the soft labels ``q_bad .. q_excellent``.
 
@@ -326,12 +326,14 @@ def to_levels(df: pd.DataFrame, lo=None, hi=None, method: str = "official", refe
     data set, not a split, or pass the scale). A DMOS (``attrs`` lower_is_better) is flipped. Rows
     that carry a DeQA-Score JSON's own ``gt_score_norm`` / ``std_norm`` keep them as mu / sigma.
     ``method``: ``"official"`` (per data set, :func:`official_method`), ``"cdf"`` or ``"pdf"``; the
-    method each data set got is in ``attrs["methods"]``. ``reference``: the published label builder;
-    rows with the JSON's own ``level_probs`` then take those as they are. Rows with no std get the
+    method each data set got is in ``attrs["methods"]``. ``reference``: True for the published label
+    builder (rows with the JSON's own ``level_probs`` then take those as they are), False for the
+    information projection, None for the package default (``deqa.soft_label.PUBLISHED_LABEL``). Rows with no std get the
     two-level label (``deqa.soft_label.soft_labels``). Explained in notebooks 01 and 02.
     """
-    from .soft_label import soft_labels
+    from .soft_label import soft_labels, use_reference
 
+    reference = use_reference(reference)
     require_columns(df, ("image", "mos", "std", "dataset"), df.attrs.get("source", "table"))
     if method not in METHODS:
         raise DeqaError(f"to_levels: unknown method {method!r}; use one of {METHODS}")

@@ -100,15 +100,16 @@ def _check_predictions(preds: pd.DataFrame, source: str) -> None:
                         "be in [0, 1] and together they must sum to 1)")
 
 
-def human_labels(meta: pd.DataFrame, method: str = "official") -> pd.DataFrame:
+def human_labels(meta: pd.DataFrame, method: str = "official", reference: bool | None = None) -> pd.DataFrame:
     """``meta`` with each data set's human ``mu, sigma, q_bad .. q_excellent`` (``deqa.data.to_levels``
-    on the rows given: keep a data set's every row so its min/max defines the scale)."""
+    on the rows given: keep a data set's every row so its min/max defines the scale; ``reference``:
+    which label, None for the package default)."""
     from . import data
 
     derived = [c for c in HUMAN_COLUMNS if c in meta.columns]
     plain = meta.drop(columns=derived).reset_index(drop=True)
     plain.attrs = dict(meta.attrs)
-    return data.to_levels(plain, method=method)
+    return data.to_levels(plain, method=method, reference=reference)
 
 
 def join_predictions(preds_df: pd.DataFrame, meta_df: pd.DataFrame, split: str | None = None,

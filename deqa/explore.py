@@ -25,24 +25,24 @@ def _figure(ncols: int, width: float, height: float):
 
 # --- soft labels (notebook 02) ---------------------------------------------------------------------
 
-def update_soft_label(mu: float, sigma: float, method: str = "cdf", reference: bool = False,
-                      draw: bool = True, n_grid: int = 161, mode: str = "default"):
+def update_soft_label(mu: float, sigma: float, method: str = "cdf", reference: bool | None = None,
+                      draw: bool = True, n_grid: int = 161, mode: str | None = None):
     """The soft label of one image and its neighbourhood, for the soft-label explorer.
 
-    ``mode`` is one of ``soft_label.MODES`` (``"default"``, ``"reference"``, ``"active_set"``);
-    ``reference=True`` is short for ``mode="reference"``, as in ``soft_labels``.
+    ``mode`` is one of ``soft_label.MODES`` (``"projection"``, ``"reference"``, ``"active_set"``);
+    ``reference`` and the default are as in ``soft_labels``.
     Returns ``(state, fig)``: ``state`` holds the ``mode`` used, the label ``q`` (5,), the raw masses
     ``p``, whether the row ``fallback`` to the two-level label, its ``score``, ``spread`` and ``sum``, and
     ``grid_mu`` / ``grid_q`` / ``grid_fallback``: the labels of every mu on a grid over [1, 5] at this sigma. The
     figure (None when ``draw=False``) shows the label's bars with mu marked, and the grid as a heat
     map with the fallback rows marked. Everything comes from ``soft_label.soft_labels``.
     """
-    from .soft_label import _resolve_mode, level_masses, soft_labels
+    from .soft_label import level_masses, resolve_mode, soft_labels
 
     mu, sigma = float(mu), float(sigma)
     if not 1.0 <= mu <= 5.0 or not sigma >= 0.0:
         raise DeqaError(f"update_soft_label: need 1 <= mu <= 5 and sigma >= 0, got mu={mu}, sigma={sigma}")
-    mode = _resolve_mode(mode, reference)
+    mode = resolve_mode(mode, reference)
     q, fb = soft_labels([mu], [sigma], method=method, mode=mode, return_fallback=True)
     grid = np.linspace(1.0, 5.0, n_grid)
     grid_q, grid_fb = soft_labels(grid, np.full_like(grid, sigma), method=method, mode=mode,
@@ -84,21 +84,21 @@ def _draw_soft_label(state):
 
 
 def soft_label_explorer():
-    """Sliders for mu and sigma and toggles for cdf/pdf and the mode (default, active set, reference),
+    """Sliders for mu and sigma and toggles for cdf/pdf and the mode (projection, active set, reference),
     redrawing ``update_soft_label``. Returns the ipywidgets box to display."""
     widgets, display = _widgets()
     controls = {
         "mu": widgets.FloatSlider(value=3.7, min=1.0, max=5.0, step=0.01, description="mu"),
         "sigma": widgets.FloatSlider(value=0.6, min=0.0, max=2.0, step=0.01, description="sigma"),
         "method": widgets.ToggleButtons(options=["cdf", "pdf"], value="cdf", description="masses"),
-        "mode": widgets.ToggleButtons(options=[("default", "default"), ("active set", "active_set"),
-                                               ("reference", "reference")], value="default", description="mode"),
+        "mode": widgets.ToggleButtons(options=[("published", "reference"), ("projection", "projection"),
+                                               ("active set", "active_set")], value="reference", description="mode"),
     }
 
     def show(**values):
         display(update_soft_label(**values)[1])
     out = widgets.interactive_output(show, controls)
-    return _box(widgets, "soft-label explorer (sliders for mu and sigma, cdf/pdf, default/active set/reference)",
+    return _box(widgets, "soft-label explorer (sliders for mu and sigma, cdf/pdf, published/projection/active set)",
                 [widgets.HBox([controls["mu"], controls["sigma"]]),
                  widgets.HBox([controls["method"], controls["mode"]]), out])
 

@@ -41,7 +41,7 @@ OBJECTIVE_COLORS = {"onehot_ce": "#8c8c8c", "soft_kl": "#64b5cd", "absolute": "#
 DATASET_COLORS = ("#444444", "#a6761d", "#7570b3", "#e7298a")
 #: the soft-label modes of notebook 02: the published builder, the earlier active set (a light blue) and
 #: the default information projection (the dark blue of the same family)
-MODE_COLORS = {"reference": ACCENT_COLOR, "active_set": "#85c1e9", "default": MODEL_COLOR}
+MODE_COLORS = {"reference": ACCENT_COLOR, "active_set": "#85c1e9", "projection": MODEL_COLOR}
 #: the parts of the DeQA loss in a training log (chapter 04's curves and ``training_curves`` alike)
 LOSS_COLORS = {"kl": MODEL_COLOR, "ce": HUMAN_COLOR, "fid": ACCENT_COLOR, "loss": "k"}
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .errors import DeqaError
 from .losses import LossSettings
+from .soft_label import PUBLISHED_LABEL
 
 
 def setting(default=MISSING, help: str = "", resume: bool = False, **cli):
@@ -65,8 +66,13 @@ class TrainConfig:
                             "epoch; fixed: always the scoring question", resume=True, choices=("random", "fixed"))
     method: str = setting("official", "soft-label discretisation: official = pdf for KonIQ-10k and KADID-10k, cdf "
                           "for the others, as published", resume=True, choices=("official", "cdf", "pdf"))
-    reference_labels: bool = setting(False, "soft labels exactly as the published implementation builds them",
-                                     resume=True)
+    reference_labels: bool = setting(PUBLISHED_LABEL, "which soft label: the published builder or the "
+                                     "information projection (default: deqa.soft_label.PUBLISHED_LABEL)",
+                                     resume=True,
+                                     consts={"--reference-labels": (True, "soft labels exactly as the published "
+                                                                          "implementation builds them"),
+                                             "--projection-labels": (False, "this repository's information "
+                                                                            "projection (chapter 02)")})
     nominal_scale: bool = setting(False, "rescale each data set by its nominal scale, not its min/max MOS",
                                   resume=True)
     # the loss (defaults: deqa.losses.LossSettings)
@@ -171,6 +177,7 @@ RECIPES = {
     "official": {"mode": "lora", "lora_r": 128, "lora_alpha": 256, "lora_dropout": 0.05, "lr": 2e-5,
                  "warmup_ratio": 0.03, "weight_decay": 0.0, "batch_size": 16, "grad_accum": 1, "epochs": 3.0,
                  "train_vision": True, "gamma": LossSettings.gamma, "p_hat": "fixed", "method": "official",
+                 "reference_labels": True,
                  "label": "soft", "question": "random", "use_fidelity": True, "use_kl": True},
 }
 #: the training length when neither steps nor epochs is given

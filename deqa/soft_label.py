@@ -4,7 +4,7 @@ Explained step by step in notebook 02 (``02_soft_labels``).
 Three modes share the raw level masses p (``cdf`` or ``pdf``); each keeps a row's sum at 1 and its
 mean at mu in its own way:
 
-* ``"default"``: the information projection of the normalised masses onto the labels with mean mu,
+* ``"projection"``: the information projection of the normalised masses onto the labels with mean mu,
   q_k = p_k exp(lambda c_k) / sum_j p_j exp(lambda c_j), with the one lambda that gives mean mu
   (a few vectorised Newton steps). Every level keeps some mass, the shape stays Gaussian-like, and the
   label changes continuously with mu and sigma.
@@ -17,6 +17,8 @@ mean at mu in its own way:
 
 Every mode falls back to the two-level label around mu when sigma < 0.2 (or unknown). All functions
 are vectorised over rows; arrays of level probabilities are ordered bad..excellent.
+
+Which label the package builds when a caller does not choose is set once, by ``PUBLISHED_LABEL``.
 """
 from __future__ import annotations
 
@@ -29,11 +31,17 @@ from .levels import CENTERS, level_index
 SIGMA_MIN = 0.2  #: below this spread the label falls back to the two-level label
 REF_MEAN_TOL = 0.1  #: reference mode: largest |mean(q) - mu| accepted before falling back
 MAX_ACTIVE_SET_ROUNDS = 4
-MODES = ("default", "reference", "active_set")
-PROJECTION_TOL = 1e-9  #: default mode: Newton stops at |log(A/B)| <= this (mean within 4e-9 of mu)
-MAX_NEWTON_STEPS = 50  #: default mode: rows not solved by then fall back (none on any data seen)
-LAMBDA_MAX = 300.0  #: default mode: |lambda| bound, so exp(lambda (c - 3)) stays finite
-LAMBDA_START = 15.0  #: default mode: bound on the first guess (|lambda| < 3 on real labels, < 15 on any row seen)
+MODES = ("projection", "reference", "active_set")
+#: The soft label built when a caller does not choose one: True = the published DeQA-Score builder
+#: (mode ``"reference"``), False = this repository's information projection (mode ``"projection"``).
+#: The package's one default: ``soft_labels``, ``deqa.data.to_levels``, ``deqa.trainset.load_splits``,
+#: ``deqa.evaluate.human_labels``, ``deqa.cotrain.make_targets`` and ``TrainConfig.reference_labels``
+#: all read it. Chapter 06's ``label`` arm measured the two (docs/ledger.md).
+PUBLISHED_LABEL = True
+PROJECTION_TOL = 1e-9  #: projection mode: Newton stops at |log(A/B)| <= this (mean within 4e-9 of mu)
+MAX_NEWTON_STEPS = 50  #: projection mode: rows not solved by then fall back (none on any data seen)
+LAMBDA_MAX = 300.0  #: projection mode: |lambda| bound, so exp(lambda (c - 3)) stays finite
+LAMBDA_START = 15.0  #: projection mode: bound on the first guess (|lambda| < 3 on real labels, < 15 on any row seen)
 _SQRT_2PI = np.sqrt(2.0 * np.pi)
 _EDGES = np.append(CENTERS - 0.5, CENTERS[-1] + 0.5)
 _OFFSETS = CENTERS - 3.0  # centres about the middle level: exp(lambda * offset) never overflows
@@ -231,7 +239,7 @@ def _solve_lambda(above: np.ndarray, below: np.ndarray, start: np.ndarray):
 
 
 def _projection(p: np.ndarray, mu: np.ndarray, sigma: np.ndarray):
-    """Default mode: q_k = p_k exp(lambda c_k) / sum_j p_j exp(lambda c_j) with mean mu.
+    """Projection mode: q_k = p_k exp(lambda c_k) / sum_j p_j exp(lambda c_j) with mean mu.
 
     Among all labels with mean mu this is the one closest to the normalised masses in KL (an
     information projection): every level keeps mass, no level goes negative, and q moves continuously
@@ -260,29 +268,40 @@ def _projection(p: np.ndarray, mu: np.ndarray, sigma: np.ndarray):
     return q, fallback
 
 
-def _resolve_mode(mode: str, reference: bool) -> str:
+def use_reference(reference: bool | None) -> bool:
+    """``reference`` as given, or the package default ``PUBLISHED_LABEL`` when it is None."""
+    return PUBLISHED_LABEL if reference is None else bool(reference)
+
+
+def resolve_mode(mode: str | None = None, reference: bool | None = None) -> str:
+    """The label mode a call asks for: ``mode`` when given, else ``"reference"`` or ``"projection"``
+    as ``reference`` (or, when None, ``PUBLISHED_LABEL``) says."""
+    if mode is None:
+        return "reference" if use_reference(reference) else "projection"
     if mode not in MODES:
-        raise DeqaError(f"unknown soft-label mode {mode!r}: use one of {MODES}")
-    if reference and mode not in ("default", "reference"):
-        raise DeqaError(f"reference=True asks for the reference mode, but mode={mode!r} was given")
-    return "reference" if reference else mode
+        hint = " (the information projection is mode 'projection')" if mode == "default" else ""
+        raise DeqaError(f"unknown soft-label mode {mode!r}: use one of {MODES}{hint}")
+    if reference is not None and bool(reference) != (mode == "reference"):
+        raise DeqaError(f"reference={reference} contradicts mode={mode!r}")
+    return mode
 
 
-def soft_labels(mu, sigma, method: str = "cdf", reference: bool = False,
-                return_fallback: bool = False, mode: str = "default"):
+def soft_labels(mu, sigma, method: str = "cdf", reference: bool | None = None,
+                return_fallback: bool = False, mode: str | None = None):
     """Soft labels q (N, 5), ordered bad..excellent, for rescaled mu in [1, 5] and sigma >= 0.
 
     ``method``: ``"cdf"`` (interval integral, the paper) or ``"pdf"`` (density at the centre).
-    ``mode``: ``"default"`` (information projection), ``"reference"`` (the published builder, exactly)
+    ``mode``: ``"projection"`` (information projection), ``"reference"`` (the published builder, exactly)
     or ``"active_set"`` (the affine adjustment re-solved on the levels it keeps); see the module
-    docstring. ``reference=True`` is short for ``mode="reference"``.
+    docstring. ``reference=True`` is short for ``mode="reference"``, ``reference=False`` for
+    ``mode="projection"``; with neither, ``PUBLISHED_LABEL`` decides.
     ``return_fallback``: also return the boolean mask of rows given the two-level label.
     sigma may be NaN (no std known): those rows get the two-level label.
     """
-    mode = _resolve_mode(mode, reference)
+    mode = resolve_mode(mode, reference)
     mu, sigma = _rows(mu, sigma)
     p = level_masses(mu, sigma, method)
-    build = {"default": _projection, "reference": _reference, "active_set": _active_set}[mode]
+    build = {"projection": _projection, "reference": _reference, "active_set": _active_set}[mode]
     q, fallback = build(p, mu, sigma)
     return (q, fallback) if return_fallback else q
 

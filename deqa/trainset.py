@@ -49,7 +49,7 @@ class TrainData:
         return level_index(self.mu)
 
 
-def _labelled_tables(metas, method: str, reference: bool, nominal: bool) -> list[pd.DataFrame]:
+def _labelled_tables(metas, method: str, reference: bool | None, nominal: bool) -> list[pd.DataFrame]:
     """Every metadata file read once (an image in two splits across files is refused) and labelled
     on its whole table, with the metadata file and row number of every row."""
     from . import data
@@ -108,10 +108,10 @@ def check_readable(data: TrainData, progress: bool = True) -> None:
 
 
 def load_splits(metas, splits=("train", "val"), label: str = "soft", method: str = "official",
-                reference: bool = False, nominal: bool = False, check_images: bool = True) -> dict:
+                reference: bool | None = None, nominal: bool = False, check_images: bool = True) -> dict:
     """``{split: TrainData or None}`` from one reading of every metadata file: soft (or one-hot,
     ``label``) labels built per data set on its whole table (``deqa.data.to_levels`` with
-    ``method``, ``reference``, ``nominal``), images resolved relative to the metadata file's folder.
+    ``method``, ``reference``: None for the package default, ``nominal``), images resolved relative to the metadata file's folder.
     A missing image file raises DeqaError naming the file and the row. Explained in notebook 04."""
     labelled = _labelled_tables(metas, method, reference, nominal)
     return {split: _select(labelled, split, label, check_images) for split in splits}

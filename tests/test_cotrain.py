@@ -6,6 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+
+from deqa.soft_label import PUBLISHED_LABEL
 from scipy import stats
 
 from deqa import cotrain, losses
@@ -48,9 +50,12 @@ def test_rescaled_targets_put_every_set_on_1_to_5_and_flip_the_dmos():
 def test_targets_and_batch_loss_of_each_objective_by_hand():
     f = cotrain.make_toy_sets("restricted", n_per_set=60, seed=2).frame
     f = f[f["split"] == "train"].reset_index(drop=True)
-    t = cotrain.make_targets(f)
+    t = cotrain.make_targets(f, reference=False)   # the projection: sum 1 and mean mu on every row
     assert t.q.shape == (len(f), 5) and torch.allclose(t.q.sum(1), torch.ones(len(f)), atol=1e-5)
     assert torch.allclose(t.q @ torch.arange(1.0, 6.0), t.mu, atol=1e-4)   # the label's mean is mu
+    published = cotrain.make_targets(f, reference=True).q   # the published builder: rows may sum above 1
+    assert published.sum(1).max() > 1.01 and torch.equal(cotrain.make_targets(f).q,
+                                                          published if PUBLISHED_LABEL else t.q)
     gen = torch.Generator().manual_seed(0)
     a, b = torch.tensor([0, 1, 2]), torch.tensor([5, 6, 7])
     za, zb = torch.randn(3, 5, generator=gen), torch.randn(3, 5, generator=gen)

@@ -197,13 +197,13 @@ def test_agiqa_csv_and_qalign_string_scores(real_iqa):
 
 
 def test_to_levels_on_koniq(koniq):
-    levels = data.to_levels(koniq)
+    levels = data.to_levels(koniq, reference=False)   # the projection: every row sums to 1, mean mu
     q = levels[list(LABEL_COLUMNS)].to_numpy()
     assert levels["mu"].min() == pytest.approx(1.0) and levels["mu"].max() == pytest.approx(5.0)
     np.testing.assert_allclose(levels["sigma"], 4 * koniq["std"] / (koniq["mos"].max() - koniq["mos"].min()))
     np.testing.assert_allclose(q.sum(axis=1), 1.0, atol=1e-6)
     np.testing.assert_allclose(q @ CENTERS, levels["mu"], atol=1e-6)
-    np.testing.assert_allclose(q, soft_labels(levels["mu"], levels["sigma"], "pdf"), atol=0)
+    np.testing.assert_allclose(q, soft_labels(levels["mu"], levels["sigma"], "pdf", reference=False), atol=0)
     nominal = data.to_levels(koniq, nominal=True)
     np.testing.assert_allclose(nominal["mu"], koniq["mos"])  # the mean rating is already on 1-5
     explicit = data.to_levels(koniq, lo=1, hi=5)
@@ -441,10 +441,10 @@ def test_deqa_json_keeps_its_own_mu_sigma_and_labels(deqa_jsons):
     np.testing.assert_array_equal(ref["sigma"], sigma)
     np.testing.assert_array_equal(ref[list(LABEL_COLUMNS)].to_numpy(), published)
     assert ref[list(LABEL_COLUMNS)].sum(axis=1).iloc[1] == pytest.approx(1.07)
-    # the default mode builds its own label from the published mu and sigma (pdf for KonIQ)
-    default = data.to_levels(train)
-    np.testing.assert_array_equal(default[list(LABEL_COLUMNS)].to_numpy(),
-                                  soft_labels(mu, sigma, "pdf"))
+    # the projection builds its own label from the published mu and sigma (pdf for KonIQ)
+    projection = data.to_levels(train, reference=False)
+    np.testing.assert_array_equal(projection[list(LABEL_COLUMNS)].to_numpy(),
+                                  soft_labels(mu, sigma, "pdf", mode="projection"))
     # the first image: the published label is what the reference builder gives for its mu, sigma
     np.testing.assert_allclose(soft_labels(mu[:1], sigma[:1], "pdf", reference=True)[0], published[0],
                                atol=5e-5)

@@ -25,13 +25,15 @@ def _toy_tables():
     meta.attrs = {"scales": {"a": {"lo": 0, "hi": 100, "lower_is_better": False},
                              "b": {"lo": 0, "hi": 10, "lower_is_better": True}}}
     human = evaluate.human_labels(meta)
+    labels = human[[f"q_{level}" for level in LEVELS]].to_numpy()
+    labels = labels / labels.sum(axis=1, keepdims=True)   # the published label may sum to 1.07: normalised
     keep = np.r_[np.arange(n - 1), n + np.arange(n)]  # a's last image is not scored
     preds = pd.DataFrame({"image": [f"/data/a/imgs/{i:02d}.png" for i in range(n - 1)]
                           + [f"/elsewhere/b{i:02d}.png" for i in range(n)]})
     preds["score"] = human["mu"].to_numpy()[keep]
     preds["std"] = human["sigma"].to_numpy()[keep]
     for k, level in enumerate(LEVELS):
-        preds[f"p_{level}"] = human[f"q_{level}"].to_numpy()[keep]
+        preds[f"p_{level}"] = labels[keep, k]
     preds.loc[len(preds)] = ["stray.png", 3.0, 0.5, 0.2, 0.2, 0.2, 0.2, 0.2]
     return meta, preds
 

@@ -31,7 +31,7 @@ def test_soft_label_update_reports_soft_labels_own_output(mu, sigma, method, ref
     assert ("FALLBACK" in fig.axes[0].get_title()) == bool(fb[0])
 
 
-@pytest.mark.parametrize("mode", ["default", "active_set", "reference"])
+@pytest.mark.parametrize("mode", ["projection", "active_set", "reference"])
 def test_soft_label_update_offers_the_three_modes(mode):
     # mu 4.7, sigma 0.9, pdf: the reference falls back to two levels, the active set cuts to the same two
     # levels without falling back, the default keeps three levels above 1e-3
@@ -40,7 +40,7 @@ def test_soft_label_update_offers_the_three_modes(mode):
     np.testing.assert_array_equal(state["q"], q[0])
     assert state["mode"] == mode and state["reference"] == (mode == "reference")
     assert state["fallback"] == (mode == "reference") == bool(fb[0])
-    assert (state["q"] > 1e-3).sum() == (3 if mode == "default" else 2)
+    assert (state["q"] > 1e-3).sum() == (3 if mode == "projection" else 2)
     assert fig.axes[0].get_title().startswith(mode.replace("_", " "))
     with pytest.raises(DeqaError, match="reference=True"):
         explore.update_soft_label(3.0, 0.5, reference=True, mode="active_set")

@@ -82,7 +82,7 @@ def test_rescale_matches_published_normalisation(real_iqa, real_rows):
 def test_reference_fallback_rates_on_real_data(name, real_rows):
     mu, sigma, method, _, _ = real_rows[name]
     _, fb_ref = soft_labels(mu, sigma, method, reference=True, return_fallback=True)
-    _, fb_def = soft_labels(mu, sigma, method, return_fallback=True)
+    _, fb_def = soft_labels(mu, sigma, method, return_fallback=True, mode="projection")
     _, fb_act = soft_labels(mu, sigma, method, mode="active_set", return_fallback=True)
     print(f"{name} ({method}): reference falls back on {fb_ref.mean():.2%}, default on "
           f"{fb_def.mean():.3%}, active set on {fb_act.mean():.3%} of {mu.size} rows")
@@ -140,9 +140,9 @@ def _check_valid(q, mu):
 
 
 @pytest.mark.parametrize("method", ["cdf", "pdf"])
-def test_default_mode_valid_on_random_rows(method):
+def test_projection_valid_on_random_rows(method):
     mu, sigma = _random_rows(20000, seed=3)
-    q, fb = soft_labels(mu, sigma, method, return_fallback=True)
+    q, fb = soft_labels(mu, sigma, method, return_fallback=True, mode="projection")
     _check_valid(q, mu)
     assert np.max(np.abs(score(q) - mu)) < 1e-9
     # falls back only below sigma 0.2 or at mu = 1, 5 (one level left); otherwise every level with a
@@ -154,14 +154,14 @@ def test_default_mode_valid_on_random_rows(method):
 
 
 @pytest.mark.parametrize("method", ["cdf", "pdf"])
-def test_default_mode_is_the_information_projection(method):
+def test_projection_is_the_information_projection(method):
     """q_k = p_k exp(lambda c_k) / Z: log(q / p) is a straight line in c (one lambda per row), the
     form of the distribution closest to p in KL among those with mean mu."""
     mu, sigma = _random_rows(3000, seed=4)
     keep = (sigma >= 0.2) & (mu > 1) & (mu < 5)
     mu, sigma = mu[keep], sigma[keep]
     p = level_masses(mu, sigma, method)
-    q = soft_labels(mu, sigma, method)
+    q = soft_labels(mu, sigma, method, mode="projection")
     ok = np.all(p > 1e-250, axis=1)  # cdf masses far in the tail round to 0
     with np.errstate(divide="ignore", invalid="ignore"):
         logr = np.log(q) - np.log(p / p.sum(axis=1, keepdims=True))
@@ -170,29 +170,29 @@ def test_default_mode_is_the_information_projection(method):
     assert ok.mean() > 0.9
     assert np.max(np.abs(logr - line)[ok]) < 1e-7
     # lambda = 0 where the masses already have mean mu: the label is the normalised masses
-    sym = soft_labels([3.0, 3.0], [0.5, 1.2], method)
+    sym = soft_labels([3.0, 3.0], [0.5, 1.2], method, mode="projection")
     p3 = level_masses([3.0, 3.0], [0.5, 1.2], method)
     np.testing.assert_allclose(sym, p3 / p3.sum(axis=1, keepdims=True), atol=1e-12)
 
 
 @pytest.mark.parametrize("method", ["cdf", "pdf"])
-def test_default_mode_is_continuous_in_mu_and_sigma(method):
+def test_projection_is_continuous_in_mu_and_sigma(method):
     """On fine grids neighbouring labels differ by at most about the step (no jumps where a level
     would have been dropped, at integer mu, or near the ends); the only jump is the published
     fallback below sigma = 0.2."""
     mu = np.linspace(1.0, 5.0, 80001)  # step 5e-5, crosses every integer
     for s in (0.2, 0.35, 0.8, 1.5, 3.0):
-        q = soft_labels(mu, np.full(mu.size, s), method)
+        q = soft_labels(mu, np.full(mu.size, s), method, mode="projection")
         jump = np.abs(np.diff(q, axis=0)).max()
         assert jump < 2 * (mu[1] - mu[0]), (s, jump)
     sigma = np.linspace(0.2, 3.0, 56001)  # step 5e-5
     for m in (1.0 + 1e-7, 1.3, 2.0, 2.5, 3.0, 3.999999, 4.9):
-        q = soft_labels(np.full(sigma.size, m), sigma, method)
+        q = soft_labels(np.full(sigma.size, m), sigma, method, mode="projection")
         jump = np.abs(np.diff(q, axis=0)).max()
         assert jump < 2 * (sigma[1] - sigma[0]), (m, jump)
     # approaching the ends the label tends to the two-level label used exactly there
     for end, side in ((1.0, 1.0), (5.0, -1.0)):
-        near = soft_labels([end + side * 1e-6], [0.7], method)[0]
+        near = soft_labels([end + side * 1e-6], [0.7], method, mode="projection")[0]
         np.testing.assert_allclose(near, two_level_labels([end])[0], atol=1e-5)
 
 
@@ -200,7 +200,7 @@ def test_default_mode_is_continuous_in_mu_and_sigma(method):
 def test_default_and_active_set_valid_on_real_data(name, real_rows):
     mu, sigma, method, _, _ = real_rows[name]
     for m in ("cdf", "pdf"):
-        for mode in ("default", "active_set"):
+        for mode in ("projection", "active_set"):
             _check_valid(soft_labels(mu, sigma, m, mode=mode), mu)
 
 
@@ -222,14 +222,14 @@ def _label_measures(q, sigma):
 def test_default_keeps_the_spread_on_real_data(name, real_rows):
     mu, sigma, method, _, _ = real_rows[name]
     got = {mode: _label_measures(soft_labels(mu, sigma, method, mode=mode), sigma)
-           for mode in ("reference", "active_set", "default")}
+           for mode in ("reference", "active_set", "projection")}
     print(f"{name} ({method}): " + "; ".join(f"{mode} mean |spread - sigma| {err:.4f}, two levels "
                                               f"or fewer {share:.2%}" for mode, (err, share) in got.items()))
-    for k, mode in enumerate(("reference", "active_set", "default")):
+    for k, mode in enumerate(("reference", "active_set", "projection")):
         assert got[mode][0] == pytest.approx(SPREAD_ERROR[name][k], abs=2e-4), mode
         assert got[mode][1] == pytest.approx(TWO_LEVEL_SHARE[name][k], abs=2e-4), mode
-    assert got["default"][0] <= got["reference"][0] and got["default"][0] < got["active_set"][0]
-    assert got["default"][1] <= 0.02
+    assert got["projection"][0] <= got["reference"][0] and got["projection"][0] < got["active_set"][0]
+    assert got["projection"][1] <= 0.02
 
 
 def test_default_is_closest_to_the_koniq_rating_histograms(real_iqa):
@@ -239,19 +239,19 @@ def test_default_is_closest_to_the_koniq_rating_histograms(real_iqa):
     hist = df[HIST].to_numpy(float)
     m, s = hist @ CENTERS, df["SD"].to_numpy(float)
     js = {}
-    for mode in ("reference", "active_set", "default"):
+    for mode in ("reference", "active_set", "projection"):
         q = soft_labels(m, s, "pdf", mode=mode)
         js[mode] = float(metrics.js_levels(hist, q / q.sum(axis=1, keepdims=True)).mean())
     print("mean JS(label, KonIQ histogram), pdf: " + ", ".join(f"{k} {v:.4f}" for k, v in js.items()))
-    assert js["default"] == pytest.approx(0.0025, abs=1e-4)
-    assert js["default"] < 0.6 * js["active_set"] and js["active_set"] < js["reference"]
+    assert js["projection"] == pytest.approx(0.0025, abs=1e-4)
+    assert js["projection"] < 0.6 * js["active_set"] and js["active_set"] < js["reference"]
 
 
-def test_default_mode_is_not_uniform_at_mu_3():
+def test_projection_is_not_uniform_at_mu_3():
     sigma = np.linspace(0.2, 1.5, 27)
     mu = np.full_like(sigma, 3.0)
     for method in ("cdf", "pdf"):
-        for mode in ("default", "active_set"):
+        for mode in ("projection", "active_set"):
             q = soft_labels(mu, sigma, method, mode=mode)
             _check_valid(q, mu)
             # symmetric about fair, peaked there, decreasing outwards
@@ -261,7 +261,7 @@ def test_default_mode_is_not_uniform_at_mu_3():
             assert np.all(np.abs(q - 0.2).max(axis=1) > 0.05)
     # cdf at mu = 3, sigma = 0.5: the raw masses already sum to about 1 with mean 3, so the label
     # is the masses themselves: Phi(1) - Phi(-1) = 0.6827 on fair
-    q = soft_labels([3.0], [0.5], "cdf")[0]
+    q = soft_labels([3.0], [0.5], "cdf", mode="projection")[0]
     assert q[2] == pytest.approx(norm.cdf(1) - norm.cdf(-1), abs=2e-3)
 
 
@@ -271,13 +271,13 @@ def test_modes_at_mu_3_are_the_normalised_masses():
     sigma = np.array([0.4, 0.7, 1.0, 1.4])
     for method in ("cdf", "pdf"):
         p = level_masses(np.full(4, 3.0), sigma, method)
-        for mode in ("default", "active_set"):
+        for mode in ("projection", "active_set"):
             q = soft_labels(np.full(4, 3.0), sigma, method, mode=mode)
             np.testing.assert_allclose(q, p / p.sum(axis=1, keepdims=True), atol=1e-12)
             expect = np.sqrt((p @ (CENTERS - 3.0) ** 2) / p.sum(axis=1))
             np.testing.assert_allclose(spread(q), expect, atol=1e-12)
     # cdf, sigma = 1: Phi(0.5) - Phi(-0.5) = 0.3829 of the Gaussian on fair, renormalised over [0.5, 5.5]
-    q = soft_labels([3.0], [1.0], "cdf")[0]
+    q = soft_labels([3.0], [1.0], "cdf", mode="projection")[0]
     assert q[2] == pytest.approx((norm.cdf(0.5) - norm.cdf(-0.5)) / (norm.cdf(2.5) - norm.cdf(-2.5)),
                                  abs=1e-12)
 
@@ -299,12 +299,12 @@ def test_active_set_mode_on_random_rows(method):
     assert np.mean((q[~fb] > 0).sum(axis=1) <= 3) > 0.3
 
 
-def test_default_keeps_spread_on_kadid_reference_fallbacks(real_rows):
+def test_projection_keeps_spread_on_kadid_reference_fallbacks(real_rows):
     """Where the reference gives up (two-level label), the default label is never narrower
     (up to 1e-6) and on average clearly wider."""
     mu, sigma, method, _, _ = real_rows["kadid"]
     q_ref, fb_ref = soft_labels(mu, sigma, method, reference=True, return_fallback=True)
-    q_def = soft_labels(mu, sigma, method)
+    q_def = soft_labels(mu, sigma, method, mode="projection")
     rows = fb_ref & (sigma >= 0.2)
     s_ref, s_def = spread(q_ref[rows]), spread(q_def[rows])
     wider = np.mean(s_def > s_ref + 0.01)
@@ -319,13 +319,42 @@ def test_default_keeps_spread_on_kadid_reference_fallbacks(real_rows):
 
 
 def test_modes_and_their_errors():
-    assert MODES == ("default", "reference", "active_set")
+    assert MODES == ("projection", "reference", "active_set")
     np.testing.assert_array_equal(soft_labels([2.2], [0.6], mode="reference"),
                                   soft_labels([2.2], [0.6], reference=True))
     with pytest.raises(ValueError, match="unknown soft-label mode 'affine'"):
         soft_labels([3.0], [0.5], mode="affine")
-    with pytest.raises(ValueError, match="reference=True asks for the reference mode"):
+    with pytest.raises(ValueError, match="reference=True contradicts mode='active_set'"):
         soft_labels([3.0], [0.5], reference=True, mode="active_set")
+    with pytest.raises(ValueError, match="the information projection is mode 'projection'"):
+        soft_labels([3.0], [0.5], mode="default")
+
+
+@pytest.mark.parametrize("published", [True, False])
+def test_one_constant_sets_the_default_label_everywhere(published, monkeypatch):
+    """soft_labels, data.to_levels, evaluate.human_labels, cotrain.make_targets and the train settings
+    all build the label PUBLISHED_LABEL names when not told (trainset.load_splits: tests/test_trainset.py)."""
+    import pandas as pd
+
+    from deqa import cotrain, data, evaluate, soft_label
+    from deqa.levels import LABEL_COLUMNS
+
+    monkeypatch.setattr(soft_label, "PUBLISHED_LABEL", published)
+    mu, sigma = np.array([1.6, 2.2, 3.0, 3.9, 4.6]), np.array([0.5, 0.9, 0.7, 0.35, 0.8])
+    want = soft_labels(mu, sigma, "cdf", reference=published)
+    other = soft_labels(mu, sigma, "cdf", reference=not published)
+    assert np.max(np.abs(want - other)) > 0.01   # the two labels differ on these rows
+    np.testing.assert_array_equal(soft_labels(mu, sigma, "cdf"), want)
+    table = pd.DataFrame({"image": [f"{i}.png" for i in range(5)], "mos": mu, "std": sigma,
+                          "dataset": "toy", "split": "train"})
+    np.testing.assert_array_equal(data.to_levels(table, 1.0, 5.0, method="cdf")[list(LABEL_COLUMNS)].to_numpy(),
+                                  want)
+    human = evaluate.human_labels(table, method="cdf")
+    np.testing.assert_array_equal(human[list(LABEL_COLUMNS)].to_numpy(),
+                                  soft_labels(human["mu"], human["sigma"], "cdf", reference=published))
+    frame = pd.DataFrame({"dataset": "full_1to5", "mos": mu, "std": sigma, "lower_is_better": False})
+    np.testing.assert_array_equal(cotrain.make_targets(frame).q.numpy(),
+                                  cotrain.make_targets(frame, reference=published).q.numpy())
 
 
 def test_small_and_missing_sigma_give_two_level_label():
@@ -337,7 +366,7 @@ def test_small_and_missing_sigma_give_two_level_label():
             assert fb.all()
             np.testing.assert_allclose(score(q), mu, atol=1e-7)
             assert np.all((q > 1e-6).sum(axis=1) <= 2)
-    q = soft_labels(mu, sigma)
+    q = soft_labels(mu, sigma, mode="projection")
     np.testing.assert_allclose(q[1], [0.7, 0.3, 0, 0, 0], atol=1e-12)
     np.testing.assert_allclose(q[2], [0, 0.5, 0.5, 0, 0], atol=1e-12)
     np.testing.assert_allclose(q[4], [0, 0, 0.25, 0.75, 0], atol=1e-12)
@@ -373,8 +402,8 @@ def test_level_masses_cdf_and_pdf():
 def test_pdf_and_cdf_labels_differ_but_both_valid():
     mu = np.array([1.7, 2.9, 4.4])
     sigma = np.array([0.4, 0.8, 0.6])
-    q_cdf = soft_labels(mu, sigma, "cdf")
-    q_pdf = soft_labels(mu, sigma, "pdf")
+    q_cdf = soft_labels(mu, sigma, "cdf", mode="projection")
+    q_pdf = soft_labels(mu, sigma, "pdf", mode="projection")
     _check_valid(q_cdf, mu)
     _check_valid(q_pdf, mu)
     assert np.max(np.abs(q_cdf - q_pdf)) > 0.01
