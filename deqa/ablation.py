@@ -18,6 +18,15 @@ latent-quality bin (``curves``), cached in ``out_dir`` with the settings that ma
 chapter re-renders in seconds; a change of settings (or ``recompute=True``) runs again.
 ``paired_differences`` gives the verdicts: 95% t-intervals of the differences between two
 variants trained with the same seeds.
+
+``design_plan`` adds one arm per design choice of DeQA-Score (``DESIGN_CHOICES``: the label builder,
+P_hat, gamma, the KL's vocabulary, the questions). An arm's ``variants`` may be a dict of variant
+names to ``TrainConfig`` settings laid over its ``base`` objective (default ``soft_kl_fid``). Runs
+that two arms share (the same settings, data, seed, steps and test sets) are trained once.
+Every result row has, besides the metrics against the human label, two yardsticks that no label
+defines: ``js_ratings`` (the five-level JS between the predicted probabilities and the raters'
+histogram c1..c5) and ``spread_error`` (mean |predicted std - human sigma|, both on [1, 5]); and
+``score_range``, how far the predicted scores spread (95th minus 5th percentile).
 """
 from __future__ import annotations
 
@@ -44,12 +53,26 @@ VARIANT_NAMES = {
     "soft_kl": "soft label + KL",
     "soft_kl_fid": "soft + KL + fidelity (DeQA)",
 }
-METRICS = ("plcc", "plcc_logistic", "srcc", "srcc_latent", "kl", "w2", "js_gaussian", "js_levels", "w1_levels")
+METRICS = ("plcc", "plcc_logistic", "srcc", "srcc_latent", "kl", "w2", "js_gaussian", "js_levels", "w1_levels",
+           "js_ratings", "spread_error", "score_range")
 #: the test-set name of the row that pools every test image and ranks it against the latent quality
 POOLED = "pooled"
 #: the arm that co-trains a full-range set with two restricted-range sets (notebook 06, section 5)
 RANGES_ARM = {"ranges": {"data": ["synth-koniq", "synth-high", "synth-low"], "variants": ["soft_kl", "soft_kl_fid"],
                          "test": ["synth-spaq"], "curves": True}}
+#: DeQA-Score's design choices, one arm each: variant name -> the ``TrainConfig`` settings that make it,
+#: laid over the DeQA objective (``soft_kl_fid``). The variant the published code trains comes first,
+#: except gamma's, which is the middle one (``PUBLISHED_VARIANTS``).
+DESIGN_CHOICES = {
+    "label": {"published": {"reference_labels": True}, "projection": {"reference_labels": False}},
+    "p_hat": {"fixed_sigma": {"p_hat": "fixed"}, "predicted_sigma": {"p_hat": "predicted"}},
+    "gamma": {"0.005": {"gamma": 0.005}, "0.05": {"gamma": 0.05}, "0.5": {"gamma": 0.5}},
+    "kl_vocab": {"full": {"closed_set": False}, "levels": {"closed_set": True}},
+    "questions": {"ten": {"question": "random"}, "one": {"question": "fixed"}},
+}
+#: the variant of each design arm that the published code trains
+PUBLISHED_VARIANTS = {"label": "published", "p_hat": "fixed_sigma", "gamma": "0.05", "kl_vocab": "full",
+                      "questions": "ten"}
 #: edges of the latent-quality bins of ``score_curve``
 CURVE_EDGES = tuple(np.round(np.linspace(1.0, 5.0, 17), 4))
 
@@ -69,6 +92,32 @@ def objective_plan(names, variants=tuple(VARIANTS)) -> dict:
     return {arm: {"data": list(data), "variants": list(variants), "test": names} for arm, data in sets.items()}
 
 
+def design_plan(data, test, seeds=None, choices=tuple(DESIGN_CHOICES)) -> dict:
+    """One arm per design choice in ``choices``, each training its ``DESIGN_CHOICES`` variants over the
+    DeQA objective on ``data``, tested on ``test`` (the held-out sets) besides ``data``."""
+    arms = {}
+    for name in choices:
+        if name not in DESIGN_CHOICES:
+            raise DeqaError(f"unknown design choice {name!r}; known: {sorted(DESIGN_CHOICES)}")
+        arms[name] = {"data": list(data), "variants": dict(DESIGN_CHOICES[name]), "base": "soft_kl_fid",
+                      "test": list(test), **({"seeds": [int(s) for s in seeds]} if seeds is not None else {})}
+    return arms
+
+
+def variant_settings(spec: dict, variant: str) -> dict:
+    """The ``TrainConfig`` settings of ``variant`` in an arm ``spec``: its own settings over the arm's
+    ``base`` objective when the arm names its variants in a dict, else the objective ``VARIANTS[variant]``."""
+    variants = spec["variants"]
+    if isinstance(variants, dict):
+        base = spec.get("base", "soft_kl_fid")
+        if base not in VARIANTS:
+            raise DeqaError(f"unknown base objective {base!r}; known: {sorted(VARIANTS)}")
+        return {**VARIANTS[base], **variants[variant]}
+    if variant not in VARIANTS:
+        raise DeqaError(f"unknown variant {variant!r}; known: {sorted(VARIANTS)}")
+    return dict(VARIANTS[variant])
+
+
 # ------------------------------------------------------------------------------ evaluating a run
 
 def evaluate_predictions(preds: pd.DataFrame) -> pd.DataFrame:
@@ -82,12 +131,34 @@ def evaluate_predictions(preds: pd.DataFrame) -> pd.DataFrame:
     preds = preds.sort_values("dataset", kind="stable")
     table = per_dataset_table(preds).rename_axis("test_set").reset_index()
     table["srcc_latent"] = np.nan
+    own = {str(name): label_free_gaps(p) for name, p in preds.groupby("dataset")}
+    for col in ("js_ratings", "spread_error", "score_range"):
+        table[col] = table["test_set"].map({name: gaps[col] for name, gaps in own.items()})
     if "quality" in preds.columns:
         latent = {str(name): srcc(p["score"], p["quality"]) for name, p in preds.groupby("dataset")}
         table["srcc_latent"] = table["test_set"].map(latent)
-        pooled = {"test_set": POOLED, "n": len(preds), "srcc_latent": srcc(preds["score"], preds["quality"])}
+        pooled = {"test_set": POOLED, "n": len(preds), "srcc_latent": srcc(preds["score"], preds["quality"]),
+                  **label_free_gaps(preds)}
         table = pd.concat([table, pd.DataFrame([pooled])], ignore_index=True)
     return table[["test_set", "n", *METRICS]]
+
+
+def label_free_gaps(preds: pd.DataFrame) -> dict:
+    """The two yardsticks of a prediction that no soft label defines, averaged over the rows:
+    ``js_ratings``, the five-level JS (``metrics.js_levels``) between the predicted probabilities and
+    the raters' histogram c1..c5 (NaN without one), and ``spread_error``, mean |predicted std - human
+    sigma| on [1, 5]. Scale-free, so they pool across data sets. Also ``score_range``: the 95th minus
+    the 5th percentile of the predicted scores, how much of [1, 5] the model uses."""
+    from .formats import HISTOGRAM
+    from .levels import PROB_COLUMNS
+    from .metrics import js_levels
+
+    out = {"js_ratings": np.nan, "spread_error": float(np.mean(np.abs(preds["std"] - preds["sigma"]))),
+           "score_range": float(np.subtract(*np.percentile(preds["score"], [95, 5])))}
+    if all(c in preds.columns for c in HISTOGRAM):
+        out["js_ratings"] = float(np.mean(js_levels(preds[list(PROB_COLUMNS)].to_numpy(float),
+                                                    preds[list(HISTOGRAM)].to_numpy(float))))
+    return out
 
 
 def score_curve(preds: pd.DataFrame, edges=CURVE_EDGES) -> pd.DataFrame:
@@ -102,27 +173,25 @@ def score_curve(preds: pd.DataFrame, edges=CURVE_EDGES) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
-def run_one(stage1_dir, metas: dict[str, Path], variant: str, training: tuple[str, ...], seed: int,
+def run_one(stage1_dir, metas: dict[str, Path], settings: dict, training: tuple[str, ...], seed: int,
             steps: int, work_dir: Path, batch_size: int = 8, lr: float = 3e-4, progress: bool = False,
-            curves: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Train one (variant, training sets, seed) from ``stage1_dir`` and evaluate it on the test split
-    of every data set in ``metas``; returns its rows of the results table and its ``score_curve``
-    (empty when ``curves`` is False or the test sets have no latent quality)."""
+            curves: bool = True, name: str = "run") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Train one run from ``stage1_dir`` (``settings``: ``TrainConfig`` settings of its variant, e.g.
+    ``VARIANTS["soft_kl"]``; on ``training``, with ``seed``) and evaluate it on the test split of every
+    data set in ``metas``; returns its rows of the results table (``evaluate_predictions``, with
+    ``training``, ``seed`` and ``steps``) and its ``score_curve`` (empty when ``curves`` is False or the
+    test sets have no latent quality)."""
     from .infer import predict_data
-    from .train import TrainConfig, train
+    from .train import train
     from .trainset import load_split
 
-    if variant not in VARIANTS:
-        raise DeqaError(f"unknown variant {variant!r}; known: {sorted(VARIANTS)}")
     missing = [n for n in training if n not in metas]
     if missing:
         raise DeqaError(f"the ablation trains on {missing[0]!r}, which is not among the data sets {sorted(metas)}")
-    run_dir = Path(work_dir) / f"{variant}-{'+'.join(training)}-seed{seed}"
+    run_dir = Path(work_dir) / f"{name}-{'+'.join(training)}-seed{seed}"
     if run_dir.exists():
         shutil.rmtree(run_dir)
-    config = TrainConfig(model=str(stage1_dir), data=[str(metas[n]) for n in training], out=str(run_dir),
-                         steps=steps, batch_size=batch_size, lr=lr, mode="full", seed=seed,
-                         progress=progress, eval_every=-1, device="cpu", **VARIANTS[variant])
+    config = _run_config(stage1_dir, metas, settings, training, seed, steps, batch_size, lr, run_dir, progress)
     t0 = time.perf_counter()
     result = train(config)
     seconds = time.perf_counter() - t0
@@ -134,11 +203,32 @@ def run_one(stage1_dir, metas: dict[str, Path], variant: str, training: tuple[st
     for frame in (table, curve):
         frame.insert(0, "seed", seed)
         frame.insert(0, "training", "+".join(training))
-        frame.insert(0, "variant", variant)
     table["steps"] = steps
     table["train_seconds"] = seconds
     shutil.rmtree(run_dir, ignore_errors=True)  # keep the numbers, not the models
     return table, curve
+
+
+def _run_config(stage1_dir, metas, settings, training, seed, steps, batch_size, lr, run_dir, progress=False):
+    """The ``TrainConfig`` of one ablation run (full fine-tuning on the CPU, no validation)."""
+    from .train import TrainConfig
+
+    return TrainConfig(model=str(stage1_dir), data=[str(metas[n]) for n in training], out=str(run_dir),
+                       steps=steps, batch_size=batch_size, lr=lr, mode="full", seed=seed, progress=progress,
+                       eval_every=-1, device="cpu", **settings)
+
+
+def run_key(job: dict) -> str:
+    """What makes a run's numbers: every resolved training setting (defaults filled in, so that a
+    setting given explicitly at its default is the same run), the data sets it is tested on and the
+    start. Two jobs with one key are trained once."""
+    from dataclasses import asdict
+
+    config = asdict(_run_config(job["stage1_dir"], job["metas"], job["settings"], job["training"], job["seed"],
+                                job["steps"], job["batch_size"], job["lr"], "-"))
+    for volatile in ("out", "progress"):
+        config.pop(volatile)
+    return json.dumps({"config": config, "test": sorted(job["metas"])}, sort_keys=True)
 
 
 # ------------------------------------------------------------------------------ the whole grid
@@ -205,7 +295,8 @@ def read_cached(out_dir, settings: dict | None = None):
         return None
     if settings is not None and json.loads(files[2].read_text()) != json.loads(json.dumps(settings)):
         return None
-    return pd.read_csv(files[0]), pd.read_csv(files[1])
+    names = {"arm": str, "variant": str}   # a variant may be named like a number ("0.05")
+    return pd.read_csv(files[0], dtype=names), pd.read_csv(files[1], dtype=names)
 
 
 def run_ablation(stage1_dir, data_dirs, out_dir, seeds=(0, 1, 2), steps: int = 300, batch_size: int = 8,
@@ -230,10 +321,10 @@ def run_ablation(stage1_dir, data_dirs, out_dir, seeds=(0, 1, 2), steps: int = 3
         return cached
     if start is not None and start_fingerprint(stage1_dir) != start:
         raise DeqaError(f"the start model {stage1_dir} was made with {start_fingerprint(stage1_dir)}, not {start}")
-    jobs = [dict(stage1_dir=str(stage1_dir), metas=_test_metas(metas, spec), variant=variant,
+    jobs = [dict(stage1_dir=str(stage1_dir), metas=_test_metas(metas, spec), settings=variant_settings(spec, variant),
                  training=tuple(spec["data"]), seed=int(seed), steps=int(spec.get("steps", steps)),
                  batch_size=batch_size, lr=lr, curves=bool(spec.get("curves", False)),
-                 work_dir=Path(work_dir) if work_dir is not None else out_dir / "work", arm=arm)
+                 work_dir=Path(work_dir) if work_dir is not None else out_dir / "work", arm=arm, variant=variant)
             for arm, spec in plan.items() for variant in spec["variants"] for seed in spec.get("seeds", seeds)]
     results, curves = _run_jobs(jobs, workers, threads, progress)
     # wall-clock seconds differ between runs: not in the committed files, which a rerun rewrites bit for bit
@@ -261,32 +352,41 @@ def _set_threads(n: int | None) -> None:
 
 
 def _one_job(job: dict):
-    arm = job.pop("arm")
-    table, curve = run_one(**job)
-    return table.assign(arm=arm), curve.assign(arm=arm)
+    job = {k: v for k, v in job.items() if k not in ("arm", "variant")}
+    return run_one(**job)
 
 
 def _run_jobs(jobs: list[dict], workers: int, threads: int | None, progress: bool):
-    """``run_one`` for every job, in ``workers`` processes (1: in this one); tables in job order."""
+    """``run_one`` for every distinct run of ``jobs`` (``run_key``: a run two arms share is trained once,
+    with its score curve when either keeps one), in ``workers`` processes (1: in this one); the rows
+    of each job in job order, labelled with its arm and variant."""
     import torch
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from multiprocessing import get_context
 
     from .setup import progress as progress_bar
 
-    bar = progress_bar(total=len(jobs), desc="ablation runs", unit="run", disable=not progress)
-    done = [None] * len(jobs)
+    keys = [run_key(job) for job in jobs]
+    unique: dict[str, dict] = {}
+    for key, job in zip(keys, jobs):
+        if key in unique:
+            unique[key]["curves"] = unique[key]["curves"] or job["curves"]
+        else:
+            unique[key] = dict(job, name=f"run{len(unique)}")
+    order = list(unique)
+    bar = progress_bar(total=len(order), desc="ablation runs", unit="run", disable=not progress)
+    done: dict[str, tuple] = {}
     before = torch.get_num_threads()
     try:
         if workers <= 1:
             _set_threads(threads)
-            for k, job in enumerate(jobs):
-                done[k] = _one_job(dict(job))
+            for key in order:
+                done[key] = _one_job(unique[key])
                 bar.update(1)
         else:
             with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_set_threads,
                                      initargs=(threads,)) as pool:
-                futures = {pool.submit(_one_job, dict(job)): k for k, job in enumerate(jobs)}
+                futures = {pool.submit(_one_job, unique[key]): key for key in order}
                 for future in as_completed(futures):
                     done[futures[future]] = future.result()
                     bar.update(1)
@@ -295,12 +395,18 @@ def _run_jobs(jobs: list[dict], workers: int, threads: int | None, progress: boo
         bar.close()
     for work_dir in {job["work_dir"] for job in jobs}:
         shutil.rmtree(work_dir, ignore_errors=True)
-    return (_arm_first(pd.concat([t for t, _ in done], ignore_index=True)),
-            _arm_first(pd.concat([c for _, c in done], ignore_index=True)))
+    tables, curves = [], []
+    for key, job in zip(keys, jobs):
+        table, curve = done[key]
+        label = {"arm": job["arm"], "variant": job["variant"]}
+        tables.append(_labelled(table, label))
+        curves.append(_labelled(curve if job["curves"] else curve.iloc[:0], label))
+    return pd.concat(tables, ignore_index=True), pd.concat(curves, ignore_index=True)
 
 
-def _arm_first(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame[["arm", *[c for c in frame.columns if c != "arm"]]]
+def _labelled(frame: pd.DataFrame, label: dict) -> pd.DataFrame:
+    """``frame`` with ``arm`` and ``variant`` as its first columns."""
+    return pd.concat([pd.DataFrame(label, index=frame.index), frame], axis=1)
 
 
 # ------------------------------------------------------------------------------ reading the table
@@ -353,6 +459,5 @@ def summary_table(results: pd.DataFrame, metrics=("plcc_logistic", "srcc"), leve
                              aggfunc="first", sort=False)
     table = table.reindex(columns=[(t, m) for t in dict.fromkeys(long["test_set"]) for m in metrics
                                    if (t, m) in table.columns])
-    order = [v for v in VARIANTS if v in table.index.get_level_values("variant")]
-    table = table.reindex(order, level="variant")
+    table = table.reindex(list(dict.fromkeys(results["variant"])), level="variant")  # the plan's order
     return table.rename(index=VARIANT_NAMES, level="variant")

@@ -80,12 +80,77 @@ def test_evaluate_predictions_adds_the_latent_quality_and_a_pooled_row():
     assert np.isnan(pooled["srcc"]) and np.isnan(pooled["kl"])  # each set has its own label scale
 
 
+def test_label_free_yardsticks_use_the_raters_histogram_and_the_human_sigma():
+    preds = _preds(n=4)
+    hist = np.array([[0.0, 0.1, 0.6, 0.3, 0.0], [0.2, 0.2, 0.2, 0.2, 0.2], [0.0, 0.0, 0.0, 0.5, 0.5],
+                     [1.0, 0.0, 0.0, 0.0, 0.0]])
+    for k, col in enumerate(("c1", "c2", "c3", "c4", "c5")):
+        preds[col] = hist[:, k]
+    preds["std"] = [0.5, 0.9, 0.6, 0.2]
+    p = preds[list(PROB_COLUMNS)].to_numpy()
+    m = (p + hist) / 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        kl_p, kl_h = (np.where(a > 0, a * np.log(a / m), 0.0).sum(axis=1) for a in (p, hist))
+    gaps = ablation.label_free_gaps(preds)
+    assert gaps["js_ratings"] == pytest.approx(np.mean(0.5 * kl_p + 0.5 * kl_h), rel=1e-9)
+    assert gaps["spread_error"] == pytest.approx(np.mean(np.abs(np.array([0.5, 0.9, 0.6, 0.2]) - 0.6)))
+    ranked = np.sort(preds["score"].to_numpy())   # 4 scores: the 5th and 95th percentiles interpolate
+    assert gaps["score_range"] == pytest.approx((ranked[3] - 0.15 * (ranked[3] - ranked[2]))
+                                                - (ranked[0] + 0.15 * (ranked[1] - ranked[0])))
+    table = ablation.evaluate_predictions(preds)
+    assert table["js_ratings"].notna().all() and table["spread_error"].notna().all()  # the pooled row too
+    assert table.iloc[-1]["spread_error"] == pytest.approx(gaps["spread_error"])
+    assert np.isnan(ablation.label_free_gaps(preds.drop(columns=["c1"]))["js_ratings"])
+
+
+def test_design_plan_lays_each_choice_over_the_deqa_objective():
+    plan = ablation.design_plan(["synth-koniq", "synth-high"], ["synth-spaq"], seeds=[0, 1])
+    assert list(plan) == ["label", "p_hat", "gamma", "kl_vocab", "questions"]
+    assert set(ablation.PUBLISHED_VARIANTS) == set(plan)
+    for arm, spec in plan.items():
+        assert ablation.PUBLISHED_VARIANTS[arm] in spec["variants"] and spec["seeds"] == [0, 1]
+    assert ablation.variant_settings(plan["gamma"], "0.5") == {"label": "soft", "use_fidelity": True, "gamma": 0.5}
+    assert ablation.variant_settings(plan["label"], "projection")["reference_labels"] is False
+    assert ablation.variant_settings({"variants": ["onehot_ce"]}, "onehot_ce") == ablation.VARIANTS["onehot_ce"]
+    with pytest.raises(DeqaError, match="unknown variant"):
+        ablation.variant_settings({"variants": ["soft"]}, "soft")
+    with pytest.raises(DeqaError, match="unknown design choice"):
+        ablation.design_plan(["a"], [], choices=["lr"])
+
+
+def test_runs_that_arms_share_have_one_key(tmp_path):
+    """A setting given at its default is the same run; another setting, seed or test set is not."""
+    from deqa.soft_label import PUBLISHED_LABEL
+
+    metas = {"a": tmp_path / "a.csv", "b": tmp_path / "b.csv"}
+    job = dict(stage1_dir="m", metas=metas, settings=ablation.VARIANTS["soft_kl_fid"], training=("a",), seed=0,
+               steps=5, batch_size=2, lr=3e-4)
+    key = ablation.run_key(job)
+    published = ablation.variant_settings({"variants": ablation.DESIGN_CHOICES["label"]},
+                                          "published" if PUBLISHED_LABEL else "projection")
+    for arm, variant in ablation.PUBLISHED_VARIANTS.items():
+        if arm != "label":
+            same = ablation.variant_settings({"variants": ablation.DESIGN_CHOICES[arm]}, variant)
+            assert ablation.run_key({**job, "settings": same}) == key, arm
+    assert ablation.run_key({**job, "settings": published}) == key
+    for other in ({"settings": {**job["settings"], "gamma": 0.5}}, {"seed": 1}, {"metas": {"a": metas["a"]}},
+                  {"steps": 6}):
+        assert ablation.run_key({**job, **other}) != key
+
+
 def test_score_curve_averages_the_score_per_quality_bin():
     preds = pd.DataFrame({"quality": [1.0, 1.1, 2.6, 4.9], "score": [1.0, 2.0, 3.0, 5.0]})
     curve = ablation.score_curve(preds)
     assert list(curve["n"]) == [2, 1, 1]
     assert list(curve["score"]) == [1.5, 3.0, 5.0]
     assert list(curve["quality"]) == [1.125, 2.625, 4.875]
+
+
+def test_summary_table_keeps_the_plans_order_of_variants():
+    results = pd.concat([_results([0.01, 0.02])[lambda t: t.variant == "soft_kl"].assign(variant="0.5"),
+                         _results([0.01, 0.02])[lambda t: t.variant == "soft_kl"].assign(variant="0.05")])
+    table = ablation.summary_table(results, metrics=("srcc",))
+    assert list(table.index.get_level_values("variant")) == ["0.5", "0.05"]
 
 
 def test_summary_table_prints_mean_and_t_interval():
@@ -177,9 +242,31 @@ def test_two_workers_give_the_numbers_of_one(tiny_model, smoke_data, tmp_path):
     one, curves_one = ablation.run_ablation(tiny_model, data_dir, tmp_path / "a", workers=1, **kw)
     two, curves_two = ablation.run_ablation(tiny_model, data_dir, tmp_path / "b", workers=2, **kw)
     assert list(one["arm"]) == ["one", "one", "two", "two", "two"] and set(one.query("arm == 'one'")["seed"]) == {3}
+    assert one["js_ratings"].notna().all() and one["spread_error"].notna().all()
     single = ablation.run_ablation(tiny_model, data_dir, tmp_path / "c", **{**kw, "plan": {"one": {**plan["one"], "steps": 2}}})[0]
     assert single.loc[0, "srcc"] != one.loc[0, "srcc"]  # its own steps: 1 step is not 2
     cols = [c for c in one.columns if c != "train_seconds"]
     pd.testing.assert_frame_equal(one[cols], two[cols])
     pd.testing.assert_frame_equal(curves_one, curves_two)
     assert set(curves_one["arm"]) == {"two"}  # only the arm that asks for curves keeps them
+
+
+@pytest.mark.slow
+def test_a_run_two_arms_share_is_trained_once(tiny_model, smoke_data, tmp_path, monkeypatch):
+    data_dir = Path(smoke_data[0]).parent.parent
+    trained = []
+    real = ablation.run_one
+    monkeypatch.setattr(ablation, "run_one", lambda **job: trained.append(job["settings"]) or real(**job))
+    plan = {"ranges": {"data": ["synth-koniq"], "variants": ["soft_kl_fid"], "curves": True},
+            **ablation.design_plan(["synth-koniq"], ["synth-spaq"], choices=["gamma"])}
+    results, curves = ablation.run_ablation(tiny_model, data_dir, tmp_path / "out", seeds=(0,), steps=2,
+                                            batch_size=2, plan=plan, progress=False)
+    assert len(trained) == 3   # ranges/soft_kl_fid is gamma/0.05: trained once, reported twice
+    same = results[(results.arm == "ranges") | (results.variant == "0.05")]
+    pd.testing.assert_frame_equal(same[same.arm == "ranges"].drop(columns=["arm", "variant"]).reset_index(drop=True),
+                                  same[same.arm == "gamma"].drop(columns=["arm", "variant"]).reset_index(drop=True))
+    assert list(results.query("arm == 'gamma'")["variant"].unique()) == ["0.005", "0.05", "0.5"]
+    assert set(curves["arm"]) == {"ranges"}
+    again, _ = ablation.run_ablation(tiny_model, data_dir, tmp_path / "out", seeds=(0,), steps=2, batch_size=2,
+                                     plan=plan, progress=False)
+    pd.testing.assert_frame_equal(again, results)   # "0.05" read back as a name, not a number
