@@ -28,17 +28,14 @@ actually done is about 2 N_lm T + 2 N_lm T (activation gradients only, no vision
 from __future__ import annotations
 
 import argparse
-import json
-import platform
-import re
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import torch
+from gpu_common import (adapter_targets, gpu_name, is_oom, out_path, peak_gib, reset_peak, timed,
+                        use_repository_checkout, versions, write_json)
 
-RESULTS = Path(__file__).resolve().parent / "results"
 PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0}  # dense bf16, SXM
 IMAGE_TOKENS_7B = 576
 TEXT_TOKENS = 48
@@ -138,40 +135,6 @@ def synthetic_batch(config, batch: int, train: bool, level_ids, device: str, dty
     return out
 
 
-# ---------------------------------------------------------------------------------------- timing
-
-def _sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
-def timed(fn, device: str, warmup: int, reps: int) -> list[float]:
-    for _ in range(warmup):
-        fn()
-    _sync(device)
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - t0)
-    return times
-
-
-def _reset_peak(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats()
-
-
-def _peak_gib(device: str):
-    return torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else None
-
-
-def _is_oom(exc: BaseException) -> bool:
-    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
-
-
 # ---------------------------------------------------------------------------------------- runs
 
 def measure_scoring(model, config, level_ids, batch: int, device: str, dtype, warmup: int, reps: int) -> dict:
@@ -237,21 +200,21 @@ def measure_training(model, optimizer, config, bf16: bool, level_ids, batch: int
 
     out = {"batch": batch}
     for name, fn in (("deqa_step", project_step), ("bare_transformers_step", bare_step)):
-        _reset_peak(device)
+        reset_peak(device)
         try:
             model.train()
             times = timed(fn, device, warmup, reps)
         except RuntimeError as exc:
-            if not _is_oom(exc):
+            if not is_oom(exc):
                 raise
             optimizer.zero_grad(set_to_none=True)
             out[name] = {"error": "out of memory"}
-            _reset_peak(device)
+            reset_peak(device)
             continue
         finally:
             model.eval()
         t = statistics.median(times)
-        out[name] = {"seconds_per_step": t, "images_per_s": batch / t, "peak_gib": _peak_gib(device),
+        out[name] = {"seconds_per_step": t, "images_per_s": batch / t, "peak_gib": peak_gib(device),
                      "step_seconds_all": times}
     if "images_per_s" in out["deqa_step"] and "images_per_s" in out["bare_transformers_step"]:
         out["ratio_deqa_vs_bare"] = out["deqa_step"]["images_per_s"] / out["bare_transformers_step"]["images_per_s"]
@@ -271,12 +234,6 @@ def add_mfu(result: dict, flops_train: float, flops_score: float, peak_tflops) -
             row[name]["mfu"] = row[name]["images_per_s"] * flops_score / peak
 
 
-def gpu_name(device: str) -> str:
-    if device.startswith("cuda"):
-        return torch.cuda.get_device_name(0)
-    return platform.processor() or "cpu"
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--dry-run", action="store_true", help="tiny config on CPU in fp32: checks the code path in seconds")
@@ -286,13 +243,13 @@ def main(argv=None) -> int:
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--peak-tflops", type=float, default=None, help="dense bf16 peak of the card (H100/H200: 989)")
     p.add_argument("--gradient-checkpointing", action="store_true", help="on for both training paths")
-    p.add_argument("--out", default=None, help="JSON file (default benchmarks/results/gpu_throughput_<gpu>.json; "
-                                                "a dry run writes only when given)")
+    p.add_argument("--out", default=None, help="JSON file (default OUT_DIR/gpu_throughput_<gpu>.json)")
+    p.add_argument("--out-dir", default=None, help="folder of the JSON (default benchmarks/results/; a dry run "
+                                                    "writes only when --out or --out-dir is given, as "
+                                                    "gpu_throughput_dry-run.json)")
     args = p.parse_args(argv)
 
-    import peft
-    import transformers
-
+    use_repository_checkout()
     from deqa.lora import apply_lora
 
     if args.dry_run:
@@ -325,8 +282,7 @@ def main(argv=None) -> int:
 
     result = {
         "device": name, "dry_run": args.dry_run, "dtype": str(dtype).replace("torch.", ""),
-        "torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__,
-        "python": sys.version.split()[0], "attn_implementation": "sdpa",
+        **versions(), "attn_implementation": "sdpa",
         "model": "LlavaForConditionalGeneration, random weights, " + ("tiny" if args.dry_run else "LLaVA-1.5-7B dims"),
         "params_total": n_params, "params_language_model": n_lm, "params_vision": n_vision,
         "image_tokens": image_tokens(config), "text_tokens": TEXT_TOKENS, "tokens_per_image": tokens,
@@ -356,23 +312,13 @@ def main(argv=None) -> int:
                                                    device, dtype, args.warmup, args.reps))
     add_mfu(result, flops_train, flops_score, peak)
 
-    out = args.out
-    if out is None and not args.dry_run:
-        out = RESULTS / f"gpu_throughput_{re.sub(r'[^A-Za-z0-9]+', '-', name).strip('-')}.json"
-    text = json.dumps(result, indent=2)
+    out = out_path("gpu_throughput", name, args.dry_run, args.out, args.out_dir)
     if out is not None:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(text + "\n")
+        write_json(out, result)
     print(summary(result))
     if out is not None:
         print(f"wrote {out}")
     return 0
-
-
-def adapter_targets(model) -> dict:
-    cfg = model.peft_config["default"]
-    targets = cfg.target_modules if isinstance(cfg.target_modules, str) else sorted(cfg.target_modules)
-    return {"target_modules": targets, "modules_to_save": sorted(cfg.modules_to_save or [])}
 
 
 def summary(result: dict) -> str:

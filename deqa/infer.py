@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+import time
 import warnings
 
 import numpy as np
@@ -194,8 +195,10 @@ def run(args) -> int:
     model, processor = load(args.model, dtype=dtype, device=device)
     if args.max_pixels is not None:
         set_max_pixels(processor, args.max_pixels)
+    start = time.perf_counter()
     df = score_images(model, processor, paths, batch_size=args.batch_size, progress=not args.no_progress,
                       min_side=decode_side(processor) if args.low_memory else None)
+    seconds = time.perf_counter() - start
     skipped = len(not_read) + len(df.attrs["skipped"])
     if df.empty:
         raise DeqaError(f"no image could be read: all {skipped} file(s) were skipped (see the warnings above)"
@@ -204,7 +207,8 @@ def run(args) -> int:
     note = f" ({skipped} skipped)" if skipped else ""
     if out is not None:
         write_text_atomic(out, text)
-        print(f"scored {len(df)} images -> {out}{note}")
+        print(f"scored {len(df)} images in {seconds:.2f} s ({len(df) / max(seconds, 1e-9):.1f} images/s, "
+              f"model loading not counted) -> {out}{note}")
     else:
         _print_text(text)
         if skipped:

@@ -186,17 +186,23 @@ def _check_out_dir(out_dir) -> Path:
     return out
 
 
-def _qwen_parts(image_size: int, model_type: str, sizes: dict):
+def qwen_parts(image_size: int, model_type: str, sizes: dict, patch_size: int = _QWEN_PATCH,
+               merge_size: int = _QWEN_MERGE):
+    """What a random Qwen2-VL / Qwen2.5-VL build needs besides its weights: the tokenizer
+    (``qwen_tokenizer``), the image-only processor that resizes every image to ``image_size`` square
+    (``patch_size`` px patches merged ``merge_size`` x ``merge_size``), the special-token ids of the
+    config, and the text config (``sizes`` + vocabulary and rotary settings). The tiny builders use
+    the defaults; the GPU benchmark real dimensions (14 px patches)."""
     from transformers import Qwen2VLImageProcessorPil
 
-    factor = _QWEN_PATCH * _QWEN_MERGE
+    factor = patch_size * merge_size
     if image_size % factor or image_size < factor:
-        raise DeqaError(f"image_size must be a multiple of {factor} for the tiny Qwen models, got {image_size}")
+        raise DeqaError(f"image_size must be a multiple of {factor} for these Qwen models, got {image_size}")
     tok = qwen_tokenizer()
     # fixed pixel budget: every (square) image is resized to image_size x image_size
     image_processor = Qwen2VLImageProcessorPil(
         size={"shortest_edge": image_size * image_size, "longest_edge": image_size * image_size},
-        patch_size=_QWEN_PATCH, merge_size=_QWEN_MERGE, temporal_patch_size=2)
+        patch_size=patch_size, merge_size=merge_size, temporal_patch_size=2)
     processor = image_only_processor_class(model_type)(image_processor=image_processor, tokenizer=tok,
                                                       chat_template=QWEN_CHAT_TEMPLATE)
     ids = {name: tok.convert_tokens_to_ids(token) for name, token in (
@@ -226,7 +232,7 @@ def build_qwen2_vl(out_dir, seed: int = 0, image_size: int = 64, hidden_size: in
     _no_tower_state(tower_state)
     out = _check_out_dir(out_dir)
     sizes = _text_sizes(hidden_size, layers, heads, intermediate_size)
-    tok, processor, ids, text = _qwen_parts(image_size, "qwen2_vl", sizes)
+    tok, processor, ids, text = qwen_parts(image_size, "qwen2_vl", sizes)
     vision = dict(depth=2, embed_dim=64, hidden_size=text["hidden_size"], num_heads=4, mlp_ratio=2,
                   patch_size=_QWEN_PATCH, spatial_merge_size=_QWEN_MERGE, temporal_patch_size=2)
     config = Qwen2VLConfig(text_config=text, vision_config=vision, **ids)
@@ -243,7 +249,7 @@ def build_qwen2_5_vl(out_dir, seed: int = 0, image_size: int = 64, hidden_size: 
     _no_tower_state(tower_state)
     out = _check_out_dir(out_dir)
     sizes = _text_sizes(hidden_size, layers, heads, intermediate_size)
-    tok, processor, ids, text = _qwen_parts(image_size, "qwen2_5_vl", sizes)
+    tok, processor, ids, text = qwen_parts(image_size, "qwen2_5_vl", sizes)
     vision = dict(depth=2, hidden_size=64, intermediate_size=128, num_heads=4,
                   out_hidden_size=text["hidden_size"], patch_size=_QWEN_PATCH,
                   spatial_merge_size=_QWEN_MERGE, temporal_patch_size=2,
