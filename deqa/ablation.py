@@ -321,11 +321,8 @@ def run_ablation(stage1_dir, data_dirs, out_dir, seeds=(0, 1, 2), steps: int = 3
         return cached
     if start is not None and start_fingerprint(stage1_dir) != start:
         raise DeqaError(f"the start model {stage1_dir} was made with {start_fingerprint(stage1_dir)}, not {start}")
-    jobs = [dict(stage1_dir=str(stage1_dir), metas=_test_metas(metas, spec), settings=variant_settings(spec, variant),
-                 training=tuple(spec["data"]), seed=int(seed), steps=int(spec.get("steps", steps)),
-                 batch_size=batch_size, lr=lr, curves=bool(spec.get("curves", False)),
-                 work_dir=Path(work_dir) if work_dir is not None else out_dir / "work", arm=arm, variant=variant)
-            for arm, spec in plan.items() for variant in spec["variants"] for seed in spec.get("seeds", seeds)]
+    jobs = plan_jobs(stage1_dir, metas, plan, seeds, steps, batch_size, lr,
+                     work_dir=Path(work_dir) if work_dir is not None else out_dir / "work")
     results, curves = _run_jobs(jobs, workers, threads, progress)
     # wall-clock seconds differ between runs: not in the committed files, which a rerun rewrites bit for bit
     results = results.drop(columns=["train_seconds"], errors="ignore")
@@ -333,6 +330,17 @@ def run_ablation(stage1_dir, data_dirs, out_dir, seeds=(0, 1, 2), steps: int = 3
         write_text_atomic(out_dir / name, frame.to_csv(index=False, float_format="%.6g"))
     write_text_atomic(out_dir / "settings.json", json.dumps(settings, indent=1) + "\n")
     return read_cached(out_dir)  # what a reader of the cache gets, to the digit
+
+
+def plan_jobs(stage1_dir, metas: dict, plan: dict, seeds=(0, 1, 2), steps: int = 300, batch_size: int = 8,
+              lr: float = 3e-4, work_dir=Path("work")) -> list[dict]:
+    """One job per (arm, variant, seed) of ``plan``: the arguments of ``run_one`` plus its ``arm`` and
+    ``variant``. ``len({run_key(j) for j in jobs})`` runs are trained: the jobs of one key share a run."""
+    return [dict(stage1_dir=str(stage1_dir), metas=_test_metas(metas, spec), settings=variant_settings(spec, variant),
+                 training=tuple(spec["data"]), seed=int(seed), steps=int(spec.get("steps", steps)),
+                 batch_size=batch_size, lr=lr, curves=bool(spec.get("curves", False)), work_dir=Path(work_dir),
+                 arm=arm, variant=variant)
+            for arm, spec in plan.items() for variant in spec["variants"] for seed in spec.get("seeds", seeds)]
 
 
 def _test_metas(metas: dict, spec: dict) -> dict:

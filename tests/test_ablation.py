@@ -270,3 +270,15 @@ def test_a_run_two_arms_share_is_trained_once(tiny_model, smoke_data, tmp_path, 
     again, _ = ablation.run_ablation(tiny_model, data_dir, tmp_path / "out", seeds=(0,), steps=2, batch_size=2,
                                      plan=plan, progress=False)
     pd.testing.assert_frame_equal(again, results)   # "0.05" read back as a name, not a number
+
+
+def test_plan_jobs_lists_every_arm_variant_and_seed(tmp_path):
+    metas = {n: tmp_path / f"{n}.csv" for n in ("synth-koniq", "synth-high", "synth-spaq")}
+    data = ["synth-koniq", "synth-high"]
+    plan = {"ranges": {"data": data, "variants": ["soft_kl", "soft_kl_fid"], "test": ["synth-spaq"]},
+            **ablation.design_plan(data, ["synth-spaq"], seeds=[0, 1], choices=["gamma", "kl_vocab"])}
+    jobs = ablation.plan_jobs("m", metas, plan, seeds=(0, 1, 2), steps=5)
+    assert len(jobs) == 2 * 3 + 3 * 2 + 2 * 2
+    assert {j["arm"] for j in jobs} == {"ranges", "gamma", "kl_vocab"} and all(j["steps"] == 5 for j in jobs)
+    # ranges/soft_kl_fid seeds 0-1 are gamma/0.05 and kl_vocab/full: 16 jobs, 16 - 2 * 2 = 12 runs
+    assert len({ablation.run_key(j) for j in jobs}) == 12
