@@ -35,9 +35,22 @@ def pin_cpu_code_paths() -> None:
             os.environ.setdefault(key, value)
 
 
+#: a chapter's file name: two digits, an optional appendix letter (``02b``), then ``_``
+_CHAPTER = re.compile(r"^[0-9]{2}[a-z]?_")
+
+
+def chapter_prefix(path: Path) -> str:
+    """The chapter a notebook is (``"02"``, ``"02b"``; ``""`` for one that is not a chapter): its
+    figures are named ``<prefix>_*.png``."""
+    match = _CHAPTER.match(Path(path).name)
+    return match.group(0)[:-1] if match else ""
+
+
 def chapter_notebooks() -> list[Path]:
-    """The numbered chapters in order (``solutions.ipynb`` comes last)."""
-    numbered = sorted(p for p in NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
+    """The numbered chapters in order, an appendix right after its chapter (``02``, ``02b``, ``03``);
+    ``solutions.ipynb`` comes last."""
+    numbered = sorted((p for p in NOTEBOOK_DIR.glob("[0-9][0-9]*_*.ipynb") if chapter_prefix(p)),
+                      key=lambda p: (chapter_prefix(p), p.name))
     extra = [p for p in [NOTEBOOK_DIR / "solutions.ipynb"] if p.exists()]
     return numbered + extra
 

@@ -127,6 +127,90 @@ def test_bad_settings_raise_deqa_error():
         cotrain.make_toy_sets(n_per_set=3)
 
 
+def test_shift_scale_zero_removes_the_nuisance_shift_and_keeps_everything_else():
+    shifted = cotrain.make_toy_sets("restricted", n_per_set=200, seed=5)
+    plain = cotrain.make_toy_sets("restricted", n_per_set=200, seed=5, shift_scale=0.0)
+    pd.testing.assert_frame_equal(shifted.frame, plain.frame)     # same images, qualities, scores, splits
+    offset = pd.DataFrame(shifted.X - plain.X).groupby(shifted.frame["dataset"].to_numpy())
+    assert (offset.std() < 1e-12).all().all()                     # one constant shift per data set ...
+    assert offset.mean().abs().to_numpy().max() > 0.1             # ... and it is not zero
+    # without it, what is left of the features beyond z * w is noise of mean ~0 in every set
+    w = np.linalg.lstsq(plain.frame[["z"]].to_numpy(), plain.X, rcond=None)[0][0]
+    residual = pd.DataFrame(plain.X - plain.frame[["z"]].to_numpy() * w).groupby(plain.frame["dataset"].to_numpy()).mean()
+    assert residual.abs().to_numpy().max() < 0.15
+
+
+def test_run_seeds_passes_the_shift_and_the_label_through(monkeypatch):
+    seen = []
+    real_make, real_run = cotrain.make_toy_sets, cotrain.run_experiment
+
+    def make(*args, **kwargs):
+        seen.append(("shift", kwargs["shift_scale"]))
+        return real_make(*args, **kwargs)
+
+    def run(data, objectives, epochs, seed, reference=None):
+        seen.append(("reference", reference))
+        return real_run(data, objectives, epochs=epochs, seed=seed, reference=reference)
+    monkeypatch.setattr(cotrain, "make_toy_sets", make)
+    monkeypatch.setattr(cotrain, "run_experiment", run)
+    out = cotrain.run_seeds("restricted", n_per_set=60, epochs=1, seeds=(0,), objectives=("soft_kl",),
+                            shift_scale=0.0, reference=False)
+    assert seen == [("shift", 0.0), ("reference", False)] and len(out) == 5
+
+
+def _train_alone_by_hand(d, objective, epochs, seed, reference):
+    """One nn.Sequential scorer, one Adam, the loop written out: what each stacked copy must reproduce."""
+    from deqa.pairs import PairSampler
+    train = (d.frame["split"] == "train").to_numpy()
+    frame = d.frame[train].reset_index(drop=True)
+    X = torch.tensor(d.X[train], dtype=torch.float32)
+    targets = cotrain.make_targets(frame, reference=reference)
+    model = cotrain.make_scorer(X.shape[1], seed=seed)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    sampler, history = PairSampler(frame["dataset"].to_numpy(), seed=seed), []
+    for epoch in range(epochs):
+        idx_a, idx_b = sampler.epoch_pairs(epoch)
+        total = 0.0
+        for start in range(0, len(idx_a), 256):
+            a, b = torch.as_tensor(idx_a[start:start + 256]), torch.as_tensor(idx_b[start:start + 256])
+            logits = model(torch.cat([X[a], X[b]]))
+            loss = cotrain.batch_loss(objective, logits[: len(a)], logits[len(a):], targets, a, b)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(a)
+        history.append(total / len(idx_a))
+    return model, history
+
+
+def test_train_objectives_takes_the_steps_of_one_scorer_trained_alone():
+    # the stacked scorers end where one plain scorer per objective, trained alone, ends (up to float rounding)
+    d = cotrain.make_toy_sets("restricted", n_per_set=80, seed=6)
+    together = cotrain.train_objectives(d, cotrain.OBJECTIVES, epochs=6, seed=6, reference=False)
+    assert list(together) == list(cotrain.OBJECTIVES)
+    for objective, (model, history) in together.items():
+        alone, alone_history = _train_alone_by_hand(d, objective, epochs=6, seed=6, reference=False)
+        np.testing.assert_allclose(cotrain.predict(model, d.X), cotrain.predict(alone, d.X), atol=1e-4)
+        np.testing.assert_allclose(history, alone_history, rtol=1e-4)
+        single, single_history = cotrain.train_scorer(d, objective, epochs=6, seed=6, reference=False)
+        np.testing.assert_allclose(cotrain.predict(single, d.X), cotrain.predict(model, d.X), atol=1e-4)
+    with pytest.raises(DeqaError, match="objective"):
+        cotrain.train_objectives(d, ("soft_kl", "bce"), epochs=1)
+
+
+def test_the_label_switch_reaches_the_kl_objectives():
+    d = cotrain.make_toy_sets("restricted", n_per_set=80, seed=7)
+    published, _ = cotrain.train_scorer(d, "soft_kl", epochs=3, seed=7, reference=True)
+    projection, _ = cotrain.train_scorer(d, "soft_kl", epochs=3, seed=7, reference=False)
+    default, _ = cotrain.train_scorer(d, "soft_kl", epochs=3, seed=7)
+    assert np.abs(cotrain.predict(published, d.X) - cotrain.predict(projection, d.X)).max() > 1e-4
+    expected = published if PUBLISHED_LABEL else projection
+    np.testing.assert_array_equal(cotrain.predict(default, d.X), cotrain.predict(expected, d.X))
+    # the fidelity objective has no label: the switch changes nothing
+    fid = [cotrain.predict(cotrain.train_scorer(d, "fidelity", epochs=3, seed=7, reference=r)[0], d.X) for r in (True, False)]
+    np.testing.assert_array_equal(*fid)
+
+
 def test_fidelity_objective_uses_the_package_losses():
     # the fixed P_hat of the toy is losses.p_hat of the five level logits
     za, zb = torch.randn(4, 5), torch.randn(4, 5)

@@ -29,8 +29,20 @@ def smoke_env(tmp_path_factory):
 @pytest.mark.notebook
 @pytest.mark.parametrize("book", BOOKS, ids=[b.stem for b in BOOKS])
 def test_notebook_runs_in_smoke_mode(book, smoke_env, tmp_path):
+    prefix = nbrun.chapter_prefix(book)
+    before = {p: p.stat().st_mtime_ns for p in (smoke_env / "figures").glob(f"{prefix}_*.png")} if prefix else {}
     took = nbrun.execute(book, tmp_path / book.name, timeout=900, verbose=False)
-    figures = list((smoke_env / "figures").glob(f"{book.stem[:2]}_*.png"))
-    if book.stem[:2].isdigit():
-        assert figures, f"{book.name} wrote no figure named {book.stem[:2]}_*.png"
+    if prefix:   # a chapter writes (or rewrites) at least one figure of its own, 02b_*.png for 02b
+        written = [p for p in (smoke_env / "figures").glob(f"{prefix}_*.png") if before.get(p) != p.stat().st_mtime_ns]
+        assert written, f"{book.name} wrote no figure named {prefix}_*.png"
     print(f"{book.name}: {took:.1f} s")
+
+
+def test_chapters_run_in_order_with_each_appendix_after_its_chapter():
+    names = [b.name for b in BOOKS]
+    chapters = [n for n in names if n != "solutions.ipynb"]
+    assert [nbrun.chapter_prefix(n) for n in chapters] == sorted(nbrun.chapter_prefix(n) for n in chapters)
+    assert names[-1] == "solutions.ipynb" and "02b_label_modes.ipynb" in names
+    assert names.index("02b_label_modes.ipynb") == names.index("02_soft_labels.ipynb") + 1
+    assert (nbrun.chapter_prefix("02b_label_modes.ipynb"), nbrun.chapter_prefix("02_soft_labels.ipynb"),
+            nbrun.chapter_prefix("solutions.ipynb")) == ("02b", "02", "")
