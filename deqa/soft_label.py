@@ -37,7 +37,7 @@ MODES = ("projection", "reference", "active_set")
 #: The package's one default: ``soft_labels``, ``deqa.data.to_levels``, ``deqa.trainset.load_splits``,
 #: ``deqa.evaluate.human_labels``, ``deqa.cotrain.make_targets`` and ``TrainConfig.reference_labels``
 #: all read it. Chapter 06's ``label`` arm measured the two (docs/ledger.md).
-PUBLISHED_LABEL = True
+PUBLISHED_LABEL = False
 PROJECTION_TOL = 1e-9  #: projection mode: Newton stops at |log(A/B)| <= this (mean within 4e-9 of mu)
 MAX_NEWTON_STEPS = 50  #: projection mode: rows not solved by then fall back (none on any data seen)
 LAMBDA_MAX = 300.0  #: projection mode: |lambda| bound, so exp(lambda (c - 3)) stays finite
