@@ -422,15 +422,23 @@ def _replicates(statistic, pred, human, counts: np.ndarray, start) -> np.ndarray
     return out
 
 
+#: function evaluations a resample's logistic refit may take (from the whole sample's optimum a fit
+#: that converges takes a few dozen; one that does not would otherwise spend 10,000)
+_REFIT_MAXFEV = 600
+
+
 def _plcc_logistic_from(pred: np.ndarray, mos: np.ndarray, start) -> float:
     """PLCC after the logistic refitted from ``start`` (the full sample's parameters: a resample's
-    optimum is near them, so the fit takes a few steps); the raw PLCC where that fit fails."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optimize.OptimizeWarning)
-        try:
-            params, _ = optimize.curve_fit(logistic4, pred, mos, p0=start, maxfev=10000)
-        except (RuntimeError, ValueError, FloatingPointError):
-            params = None
+    optimum is near them, so the fit takes a few steps); the raw PLCC where that fit fails, as in
+    ``plcc_logistic_checked``."""
+    params = None
+    if len(np.unique(pred)) >= MIN_POINTS_FOR_FIT:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optimize.OptimizeWarning)
+            try:
+                params, _ = optimize.curve_fit(logistic4, pred, mos, p0=start, maxfev=_REFIT_MAXFEV)
+            except (RuntimeError, ValueError, FloatingPointError):
+                params = None
     if params is not None and np.all(np.isfinite(params)):
         fitted = logistic4(pred, *params)
         if np.ptp(fitted) > 0:

@@ -590,9 +590,11 @@ def distortion_srcc(results, overall: dict | None = None):
                                  for v in replicates.get((name, by, g), np.array([]))
                                  if np.isfinite(v)], columns=["group", "srcc"])
             if len(long):
-                sns.boxplot(data=long, x="srcc", y="group", order=order, ax=ax, whis=(2.5, 97.5),
-                            showfliers=False, width=min(0.55, 0.12 * len(order) + 0.2), color=MODEL_COLOR,
-                            boxprops={"alpha": 0.35}, medianprops={"visible": False}, linewidth=1)
+                with warnings.catch_warnings():  # seaborn 0.13 passes matplotlib 3.11 a deprecated argument
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    sns.boxplot(data=long, x="srcc", y="group", order=order, ax=ax, whis=(2.5, 97.5),
+                                showfliers=False, width=min(0.55, 0.12 * len(order) + 0.2), color=MODEL_COLOR,
+                                boxprops={"alpha": 0.35}, medianprops={"visible": False}, linewidth=1)
             ax.scatter(part["srcc"], np.arange(len(order)), color=HUMAN_COLOR, s=18, zorder=3,
                        label="SRCC on the group's images")
             if overall and np.isfinite(overall.get(name, np.nan)):
