@@ -270,9 +270,14 @@ def _fitted_scores(joined: pd.DataFrame) -> pd.Series:
     return out
 
 
-def _draw_figures(figures: _Figures, joined, other, names, table, on_levels: bool, score_label: str,
+def _draw_figures(figures: _Figures, joined, pair, names, table, on_levels: bool, score_label: str,
                   images: dict, n_boot: int) -> None:
+    """Every figure of the page, or the line saying why it is not drawn. ``pair``: the two models'
+    rows on their common images (drawn together), or (joined, None)."""
     from . import plots, raters
+
+    common, other = pair
+    drawn = joined if other is None else common  # the figures that overlay both models use the common images
     from .evaluate import distortion_table
     from .formats import HISTOGRAM
 
@@ -284,16 +289,16 @@ def _draw_figures(figures: _Figures, joined, other, names, table, on_levels: boo
                 "(logistic) measures how close the points lie to it, SRCC how well their order agrees."
                 + pooled_note + (" The second model's points and curve are drawn in orange." if other is not None
                                  else ""),
-                lambda: plots.scatter_panels(joined, other, names, xlabel=score_label))
+                lambda: plots.scatter_panels(drawn, other, names, xlabel=score_label))
     if on_levels:
         figures.add("density", "How the scores spread over the scale",
                     "The density of the human mu (dashed) and of the predicted scores, per data set. A model "
                     "that squeezes the scale draws a narrower curve than the humans'; one that is biased, a "
-                    "shifted one.", lambda: plots.score_density(joined, other, names))
+                    "shifted one.", lambda: plots.score_density(drawn, other, names))
     else:
         figures.skip("How the scores spread over the scale", "score-only predictions on their own scale: "
                      "a density on the 1-5 scale needs scores on it")
-    known = joined[np.isfinite(joined["sigma"].to_numpy(float))] if "std" in joined.columns else joined.iloc[:0]
+    known = drawn[np.isfinite(drawn["sigma"].to_numpy(float))] if "std" in drawn.columns else drawn.iloc[:0]
     if on_levels and len(known):
         study = {}
         have = all(c in known.columns for c in HISTOGRAM) and "n_ratings" in known.columns
@@ -458,16 +463,20 @@ def build(preds_path, meta_paths, out, other_path=None, names=None, preds_format
         compare_rows = _compare_rows(joined_a, other, n_boot, workers, names)
     else:
         joined_a, compare_rows = joined, []
-    for note in notes:
-        print(f"warning: {note}", file=sys.stderr)
 
     joined = joined.copy()
     joined["_row"] = np.arange(len(joined))
     from .formats import distortions
     found = distortions(joined)
     joined["family"], joined["level"] = found["family"].to_numpy(), found["level"].to_numpy(float)
-    on_levels = bool(preds.attrs.get("on_levels")) and (other is None or
-                                                         bool(other_preds.attrs.get("on_levels")))
+    on_levels = bool(preds.attrs.get("on_levels"))
+    overlay = other
+    if other is not None and not (on_levels and other_preds.attrs.get("on_levels")):
+        overlay = None  # two scales that need not agree: one axis cannot hold both
+        notes.append(f"{names[1]}'s predictions are not overlaid in the figures: both models must give scores "
+                     "on the 1-5 level scale (the table compares them all the same)")
+    for note in notes:
+        print(f"warning: {note}", file=sys.stderr)
     images = {}
     chosen = set()
     if on_levels:
@@ -495,8 +504,8 @@ def build(preds_path, meta_paths, out, other_path=None, names=None, preds_format
             figures = _Figures(tmp / "figures", fbar)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
-                _draw_figures(figures, joined, None if other is None else other, names, table, on_levels,
-                              score_label, images, n_boot)
+                _draw_figures(figures, joined, (joined_a, overlay), names, table, on_levels, score_label, images,
+                              n_boot)
         summary = evaluate.table_json(table, preds)
         if compare_rows:
             summary["compare"] = {"names": list(names), "other": str(other_path), "rows": compare_rows}
