@@ -456,8 +456,12 @@ def _panel_axes(n: int, ncols: int, size: tuple[float, float]):
 
 
 def _shared_legend(fig, axes) -> None:
-    """One legend above the panels (the first panel's entries) instead of one under each."""
+    """One legend above the panels (the first panel's entries, without their own numbers: each panel's
+    title has them) instead of one under each."""
+    import re
+
     handles, labels = axes[0].get_legend_handles_labels()
+    labels = [re.sub(r" \(slope [^)]*\)", "", label) for label in labels]
     for ax in axes:
         if ax.get_legend() is not None:
             ax.get_legend().remove()

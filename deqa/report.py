@@ -35,10 +35,11 @@ MARKER = ".deqa-report"
 MARKER_TEXT = "written by python -m deqa report; the next report with the same --out replaces this folder\n"
 #: the correlations of the table, in the order shown
 CORRELATIONS = ("plcc_logistic", "srcc", "krcc", "plcc")
-GAPS = ("kl", "w2", "js_gaussian", "js_levels", "w1_levels")
+#: the distribution gaps: the three DeQA-Score's cal_distribution_gap.py prints, in its order and under its
+#: names, then the two on the five levels
+GAPS = ("kl", "js_gaussian", "w2", "js_levels", "w1_levels")
 HEADINGS = {"plcc_logistic": "PLCC (logistic)", "srcc": "SRCC", "krcc": "KRCC", "plcc": "PLCC (raw)",
-            "kl": "KL", "w2": "W2", "js_gaussian": "JS-Gaussian (published)", "js_levels": "JS (levels)",
-            "w1_levels": "W1 (levels)"}
+            "kl": "KL", "js_gaussian": "JS", "w2": "WD", "js_levels": "JS (5 levels)", "w1_levels": "W1 (5 levels)"}
 N_PANELS = 4  #: images per data set in the distribution panels
 N_TILES = 8  #: images per grid of best, worst and most uncertain predictions
 
@@ -247,7 +248,8 @@ def _panel_title(row) -> str:
     text = plain(Path(str(row["image"])).name, 34)
     if isinstance(row.get("family"), str):
         level = row.get("level")
-        text += f"\n{plain(row['family'], 30)}" + (f", strength {int(level)}" if np.isfinite(level) and level > 0 else "")
+        strength = f", strength {int(level)}" if np.isfinite(level) and level > 0 else ""
+        text += f"\n{plain(row['family'], 30)}{strength}"
     return text
 
 
@@ -340,7 +342,8 @@ def _draw_figures(figures: _Figures, joined, pair, names, table, on_levels: bool
             rows = _panel_rows(joined[joined["dataset"].astype(str) == name])
             paths_ = [images.get(i) for i in rows["_row"]]
             found = any(p is not None for p in paths_)
-            hist = " and the raters' own histogram (diamonds)" if "c1" in rows.columns and rows["c1"].notna().any() else ""
+            with_hist = "c1" in rows.columns and rows["c1"].notna().any()
+            hist = " and the raters' own histogram (diamonds)" if with_hist else ""
             figures.add(f"distributions_{number}", f"Predicted levels against the human ones: {name}",
                         f"{len(rows)} images of {name} at evenly spaced ranks of the human mu, lowest first: the "
                         "five predicted level probabilities (blue) beside the human soft label (grey, the training "
@@ -419,6 +422,59 @@ def shown_command(argv) -> str:
     return " ".join(w if w == "<this folder>" or w.endswith("=<this folder>") else shlex.quote(w) for w in shown)
 
 
+def _compare(joined, other_path, meta, split, names, n_boot, workers, preds_name, options):
+    """Read and join the second model's predictions: (A's rows, B's rows) on the images both scored,
+    B's predictions, the comparison rows of the page and the notes it adds."""
+    from . import evaluate
+
+    other_preds = _read(Path(other_path), "auto", *options, other=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        other_joined = evaluate.join_predictions(other_preds, meta, split=split, source=str(other_path))
+    mine, theirs = _common(joined, other_joined)
+    if len(mine) == 0:
+        raise DeqaError(f"{other_path}: none of its predictions is an image that {preds_name} scored "
+                        f"too (0 of {len(other_preds)} in common); nothing to compare")
+    notes = []
+    if len(mine) < len(joined) or len(theirs) < len(other_joined):
+        notes.append(f"the comparison uses the {len(mine)} images both models scored ({len(joined)} "
+                     f"scored by {names[0]}, {len(other_joined)} by {names[1]})")
+    return mine, theirs, other_preds, _compare_rows(mine, theirs, n_boot, workers, names), notes
+
+
+def _locate_images(joined, on_levels: bool, roots: dict, preds_dir: Path, image_root, progress: bool) -> dict:
+    """{row: image file} for the rows a figure may show (the panels' and the grids'), where found."""
+    from .setup import progress as progress_bar
+
+    chosen = set(_grid_rows(joined, on_levels))
+    if on_levels:
+        for name in dict.fromkeys(joined["dataset"].astype(str)):
+            chosen.update(_panel_rows(joined[joined["dataset"].astype(str) == name])["_row"].tolist())
+    images = {}
+    for i in progress_bar(sorted(chosen), desc="finding images", disable=not progress, unit="image"):
+        path = _find_image(joined.iloc[i], roots, preds_dir, image_root)
+        if path is not None:
+            images[i] = path
+    return images
+
+
+def _new_folder(out: Path) -> Path:
+    """A temporary folder beside ``out`` (the same file system, so that it can be renamed into place),
+    with the permissions a new folder gets."""
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.absolute().parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)
+    (tmp / "figures").mkdir()
+    return tmp
+
+
+def _described(preds, path) -> dict:
+    """What the page says about a predictions file: path, rows, format, description, scale."""
+    return {"path": str(path), "rows": len(preds), **{k: preds.attrs.get(k) for k in ("format", "description",
+                                                                                      "scale")}}
+
+
 def build(preds_path, meta_paths, out, other_path=None, names=None, preds_format: str = "auto",
           image_col=None, score_col=None, lower_better: bool = False, meta_format: str = "auto",
           split=None, n_boot: int = 1000, image_root=None, workers: int = 1, progress: bool = True,
@@ -431,6 +487,7 @@ def build(preds_path, meta_paths, out, other_path=None, names=None, preds_format
 
     matplotlib.use("Agg")
     from . import evaluate
+    from .formats import distortions
     from .setup import progress as progress_bar
 
     if n_boot < 0:
@@ -439,7 +496,8 @@ def build(preds_path, meta_paths, out, other_path=None, names=None, preds_format
     if len(names) != 2 or not all(str(n).strip() for n in names):
         raise DeqaError("--names takes two non-empty names, the model of PREDS first")
     out = check_out_dir(out, [preds_path, other_path, *meta_paths])
-    preds = _read(Path(preds_path), preds_format, image_col, score_col, lower_better)
+    options = (image_col, score_col, lower_better)
+    preds = _read(Path(preds_path), preds_format, *options)
     meta = evaluate.read_all_metadata(meta_paths, meta_format)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # evaluate.notes says it once, below
@@ -447,75 +505,40 @@ def build(preds_path, meta_paths, out, other_path=None, names=None, preds_format
         table = evaluate.table_of(joined, pooled=True, n_boot=n_boot, workers=workers)
     evaluate.check_some_match(table, preds, preds_path, meta_paths, split)
     notes = evaluate.notes(table, preds)
-    other = None
-    if other_path is not None:
-        other_preds = _read(Path(other_path), "auto", image_col, score_col, lower_better, other=True)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            other_joined = evaluate.join_predictions(other_preds, meta, split=split, source=str(other_path))
-        joined_a, other = _common(joined, other_joined)
-        if len(joined_a) == 0:
-            raise DeqaError(f"{other_path}: none of its predictions is an image that {preds_path} scored "
-                            f"too (0 of {len(other_preds)} in common); nothing to compare")
-        if len(joined_a) < len(joined) or len(other) < len(other_joined):
-            notes.append(f"the comparison uses the {len(joined_a)} images both models scored ({len(joined)} "
-                         f"scored by {names[0]}, {len(other_joined)} by {names[1]})")
-        compare_rows = _compare_rows(joined_a, other, n_boot, workers, names)
-    else:
-        joined_a, compare_rows = joined, []
-
-    joined = joined.copy()
-    joined["_row"] = np.arange(len(joined))
-    from .formats import distortions
-    found = distortions(joined)
-    joined["family"], joined["level"] = found["family"].to_numpy(), found["level"].to_numpy(float)
     on_levels = bool(preds.attrs.get("on_levels"))
-    overlay = other
-    if other is not None and not (on_levels and other_preds.attrs.get("on_levels")):
-        overlay = None  # two scales that need not agree: one axis cannot hold both
-        notes.append(f"{names[1]}'s predictions are not overlaid in the figures: both models must give scores "
-                     "on the 1-5 level scale (the table compares them all the same)")
+    mine, theirs, other_preds, compare_rows = joined, None, None, []
+    if other_path is not None:
+        mine, theirs, other_preds, compare_rows, more = _compare(joined, other_path, meta, split, names, n_boot,
+                                                                 workers, preds_path, options)
+        notes += more
+        if not (on_levels and other_preds.attrs.get("on_levels")):
+            theirs = None  # two scales that need not agree: one axis cannot hold both
+            notes.append(f"{names[1]}'s predictions are not overlaid in the figures: both models must give "
+                         "scores on the 1-5 level scale (the table compares them all the same)")
     for note in notes:
         print(f"warning: {note}", file=sys.stderr)
-    images = {}
-    chosen = set()
-    if on_levels:
-        for name in dict.fromkeys(joined["dataset"].astype(str)):
-            chosen.update(_panel_rows(joined[joined["dataset"].astype(str) == name])["_row"].tolist())
-    chosen.update(_grid_rows(joined, on_levels))
-    roots = meta.attrs.get("roots", {})
-    bar = progress_bar(sorted(chosen), desc="finding images", disable=not progress, unit="image")
-    for i in bar:
-        path = _find_image(joined.iloc[i], roots, Path(preds_path).parent, image_root)
-        if path is not None:
-            images[i] = path
 
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.absolute().parent))
+    joined = joined.assign(_row=np.arange(len(joined)))
+    found = distortions(joined)
+    joined["family"], joined["level"] = found["family"].to_numpy(), found["level"].to_numpy(float)
+    images = _locate_images(joined, on_levels, meta.attrs.get("roots", {}), Path(preds_path).parent, image_root,
+                            progress)
+    score_label = ("predicted score" if on_levels else f"predicted score ({'negated ' if lower_better else ''}"
+                   f"{preds.attrs.get('score_column', 'score')}, its own scale)")
+    tmp = _new_folder(out)
     try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)
-        (tmp / "figures").mkdir()
-        score_label = ("predicted score" if preds.attrs.get("on_levels") else
-                       f"predicted score ({'negated ' if lower_better else ''}{preds.attrs.get('score_column', 'score')}, "
-                       "its own scale)")
         steps = 7 + (len(set(joined["dataset"])) if on_levels else 1)
-        with progress_bar(total=steps, desc="drawing figures", disable=not progress) as fbar:
-            figures = _Figures(tmp / "figures", fbar)
+        with progress_bar(total=steps, desc="drawing figures", disable=not progress) as bar:
+            figures = _Figures(tmp / "figures", bar)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
-                _draw_figures(figures, joined, (joined_a, overlay), names, table, on_levels, score_label, images,
-                              n_boot)
+                _draw_figures(figures, joined, (mine, theirs), names, table, on_levels, score_label, images, n_boot)
         summary = evaluate.table_json(table, preds)
         if compare_rows:
             summary["compare"] = {"names": list(names), "other": str(other_path), "rows": compare_rows}
         context = {
-            "title": f"Predictions report: {Path(str(preds_path)).name}",
-            "preds": {"path": str(preds_path), **{k: preds.attrs.get(k) for k in ("format", "description", "scale")},
-                      "rows": len(preds)},
-            "other": None if other_path is None else {
-                "path": str(other_path), "rows": len(other_preds),
-                **{k: other_preds.attrs.get(k) for k in ("format", "description", "scale")}},
+            "title": f"Predictions report: {Path(str(preds_path)).name}", "preds": _described(preds, preds_path),
+            "other": None if other_path is None else _described(other_preds, other_path),
             "names": names, "metadata": meta.attrs.get("files", []), "split": split,
             "matched": int(table.loc[[i for i in table.index if i != evaluate.POOLED], "n"].sum()),
             "headings": [HEADINGS[c] for c in CORRELATIONS], "gap_headings": [HEADINGS[c] for c in GAPS],

@@ -138,7 +138,8 @@ def test_out_folder_rules(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "file", "mine", "ours"]  # nothing left over
     assert report.shown_command(["report", "p.csv", "m.csv", "--out", "/tmp/x y"]) == \
         "python -m deqa report p.csv m.csv --out <this folder>"
-    assert report.shown_command(["report", "a b.csv", "--out=/x"]) == "python -m deqa report 'a b.csv' --out=<this folder>"
+    assert report.shown_command(["report", "a b.csv", "--out=/x"]) == \
+        "python -m deqa report 'a b.csv' --out=<this folder>"
 
 
 def test_bad_input_writes_nothing(report_inputs, tmp_path, capsys):
@@ -156,7 +157,8 @@ def test_bad_input_writes_nothing(report_inputs, tmp_path, capsys):
         left = [p.name for p in tmp_path.iterdir() if p.name == "r" or p.name.startswith(".")]
         assert left == [], left  # no report, no temporary folder
 
-    pd.DataFrame({"image": [f"x/{i}.jpg" for i in range(5)], "score": np.arange(5.0)}).to_csv(tmp_path / "nomatch.csv", index=False)
+    nomatch = pd.DataFrame({"image": [f"x/{i}.jpg" for i in range(5)], "score": np.arange(5.0)})
+    nomatch.to_csv(tmp_path / "nomatch.csv", index=False)
     fails([str(tmp_path / "nomatch.csv"), *metas, "--out", str(tmp_path / "r")], "0 of 5 matched",
           "'x/0.jpg', 'x/1.jpg'", "'images/s00_pristine0.png', 'images/s00_blur1.png'")
     frame = pd.read_csv(report_inputs["deqa"])
