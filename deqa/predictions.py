@@ -136,7 +136,7 @@ def _read_table(path: Path, header: bool) -> pd.DataFrame:
     try:
         # file names that are not valid UTF-8 were written by `score` with their original bytes
         # every column as text (an image named 00001 stays 00001); numbers are parsed by their checks
-        return pd.read_csv(path, sep=_delimiter(line), header=0 if header else None,
+        return pd.read_csv(path, sep=_delimiter(line), header=0 if header else None, encoding="utf-8-sig",
                            encoding_errors="surrogateescape", skipinitialspace=True, dtype=str)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise DeqaError(f"{path}: cannot read the predictions table ({first_line(exc)})") from None
@@ -152,6 +152,17 @@ def _read_deqa(path: Path, **_) -> pd.DataFrame:
     out.attrs.update(description="the CSV of python -m deqa score (score, std and the five level probabilities)",
                      scale="the 1-5 level scale")
     return out
+
+
+def _decimal_commas(table: pd.DataFrame) -> pd.DataFrame:
+    """Columns of numbers written with a decimal comma (3,5: a spreadsheet of a locale that separates
+    its fields with semicolons) as 3.5."""
+    for col in table.columns:
+        text = table[col].astype(str).str.strip()
+        comma = text.str.fullmatch(r"-?\d+,\d+")
+        if comma.any() and (comma | pd.to_numeric(text, errors="coerce").notna() | table[col].isna()).all():
+            table[col] = table[col].str.replace(",", ".", regex=False)
+    return table
 
 
 def _find_column(columns, wanted, candidates, what: str, path: Path, option: str):
@@ -171,6 +182,8 @@ def _read_scores(path: Path, image_col=None, score_col=None, lower_better=False,
     fields = [f.strip().strip('"') for f in line.split(_delimiter(line))]
     header = not (len(fields) >= 2 and _is_number(fields[1]) and image_col is None and score_col is None)
     table = _read_table(path, header=header)
+    if _delimiter(line) == ";":
+        table = _decimal_commas(table)
     if not header:
         table = table.iloc[:, :2]
         table.columns = ["image", "score"]

@@ -103,9 +103,11 @@ def test_score_only_columns_by_name_by_option_or_the_only_number(tmp_path):
     a = predictions.read_predictions(tmp_path / "a.csv")
     assert a["image"].tolist() == ["00001.jpg", "00002.jpg"]  # the leading zeros kept
     assert a["score"].tolist() == [61.5, 40.25] and "'pred_mos' (found by name)" in a.attrs["description"]
-    (tmp_path / "b.csv").write_text("file;musiq\nx.png;55.0\ny.png;70.0\n")  # a spreadsheet's semicolons
+    # a spreadsheet's export: a byte-order mark, semicolons and decimal commas
+    (tmp_path / "b.csv").write_bytes("\ufefffile;musiq\nx.png;55,5\ny.png;70\n".encode("utf-8"))
     b = predictions.read_predictions(tmp_path / "b.csv")
-    assert b["score"].tolist() == [55.0, 70.0] and "the only numeric column" in b.attrs["description"]
+    assert b["image"].tolist() == ["x.png", "y.png"] and b["score"].tolist() == [55.5, 70.0]
+    assert "the only numeric column" in b.attrs["description"]
     c = predictions.read_predictions(tmp_path / "a.csv", score_col="width", image_col="img_name")
     assert c["score"].tolist() == [1024.0, 1024.0]
     d = predictions.read_predictions(tmp_path / "a.csv", lower_better=True)
