@@ -602,16 +602,19 @@ def distortion_srcc(results, overall: dict | None = None):
             ax.scatter(part["srcc"], np.arange(len(order)), color=HUMAN_COLOR, s=18, zorder=3,
                        label="SRCC on the group's images")
             if overall and np.isfinite(overall.get(name, np.nan)):
-                ax.axvline(overall[name], color=ACCENT_COLOR, ls="--", lw=1.2,
-                           label=f"whole data set ({overall[name]:.3f})")
+                ax.axvline(overall[name], color=ACCENT_COLOR, ls="--", lw=1.2, label="SRCC of the whole data set")
             ax.set_yticks(np.arange(len(order)), [f"{plain(g, 30)} (n = {n})" for g, n in zip(order, part["n"])],
                           fontsize=8)
             ax.set_ylabel("")
             ax.set_xlabel("SRCC (box: bootstrap resamples, whiskers: 95% interval)", fontsize=8)
-            ax.set_title(f"{plain(name)}: per distortion {by}", fontsize=9)
-            ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12 - 0.5 / (0.28 * len(order) + 1.3)),
-                      ncol=2)
-    fig.tight_layout()
+            ax.set_title(f"{plain(name)}: per distortion {by}" + (f" (whole set: {overall[name]:.3f})"
+                         if overall and np.isfinite(overall.get(name, np.nan)) else ""), fontsize=9)
+    drawn = [ax for ax in axes.flat if ax.get_legend_handles_labels()[1]]
+    if drawn:
+        handles, labels = drawn[0].get_legend_handles_labels()
+        fig.legend(handles, [label.split(" (")[0] for label in labels], loc="upper center", ncol=2, fontsize=8,
+                   bbox_to_anchor=(0.5, 1.0))
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))
     return fig
 
 
