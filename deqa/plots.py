@@ -603,8 +603,8 @@ def distortion_srcc(results, overall: dict | None = None):
                        label="SRCC on the group's images")
             if overall and np.isfinite(overall.get(name, np.nan)):
                 ax.axvline(overall[name], color=ACCENT_COLOR, ls="--", lw=1.2, label="SRCC of the whole data set")
-            ax.set_yticks(np.arange(len(order)), [f"{plain(g, 30)} (n = {n})" for g, n in zip(order, part["n"])],
-                          fontsize=8)
+            shown = [("pristine" if by == "strength" and g == "0" else plain(g, 30)) for g in order]
+            ax.set_yticks(np.arange(len(order)), [f"{g} (n = {n})" for g, n in zip(shown, part["n"])], fontsize=8)
             ax.set_ylabel("")
             ax.set_xlabel("SRCC (box: bootstrap resamples, whiskers: 95% interval)", fontsize=8)
             ax.set_title(f"{plain(name)}: per distortion {by}" + (f" (whole set: {overall[name]:.3f})"
@@ -693,7 +693,7 @@ def prediction_grid(images, preds, humans=None, kind: str = "best", n: int = 6, 
     use_style()
     ncols = max(1, min(ncols, len(chosen)))
     nrows = max(1, -(-len(chosen) // ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols, 3.3 * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols, 3.5 * nrows), squeeze=False)
     for k, ax in enumerate(axes.flat):
         ax.set_axis_off()
         if k >= len(chosen):
@@ -706,7 +706,7 @@ def prediction_grid(images, preds, humans=None, kind: str = "best", n: int = 6, 
             ax.imshow(thumbnail(images[i]), interpolation="nearest")  # the real pixels, no smoothing
         ax.set_title(_tile_title(preds, humans, i, predicted_std), fontsize=8)
     fig.suptitle(_GRID_TITLES[kind])
-    fig.tight_layout()
+    fig.tight_layout(h_pad=1.2)
     return fig
 
 

@@ -316,7 +316,8 @@ def _draw_figures(figures: _Figures, joined, pair, names, table, on_levels: bool
                        "average: a repeated study with as many raters would agree with this one's sigma only at r "
                        "(measured by splitting each image's ratings in two, stepped up to all raters), and this "
                        "noise leaves even a perfect prediction a slope of r and a correlation of sqrt(r), both in "
-                       "the panel's title."
+                       "the panel's title. In the pooled panel r also counts what differs between the data sets' "
+                       "raters, which a model that sees only the image cannot know."
                        if study else "No rating histograms in the metadata: the agreement a repeated study "
                        "would reach cannot be computed."),
                     lambda: plots.calibration_panels(known, other if other is None else
@@ -332,7 +333,9 @@ def _draw_figures(figures: _Figures, joined, pair, names, table, on_levels: bool
                     "Inside each distortion family (its pristine images included, where the data set has "
                     "them) and each strength: the SRCC on the group's images (dot) and the spread of its "
                     f"bootstrap resamples ({n_boot} resamples of the group's images; box: middle half, "
-                    "whiskers: the 95% interval). Overlapping intervals cannot tell two families apart.",
+                    "whiskers: the 95% interval). Overlapping intervals cannot tell two families apart. Inside "
+                    "one strength the images cover a narrower range of quality than the whole set, and a narrow "
+                    "range is harder to rank: compare groups of one kind only.",
                     lambda: plots.distortion_srcc(dist, overall))
     else:
         figures.skip("SRCC per distortion family and strength", "no data set with distortion families: only "
