@@ -433,13 +433,21 @@ def spread_by_score(human_mu, predicted_std, label_spread, ax=None, bins: int = 
 POOLED_PANEL = "pooled"
 
 
+#: fewest images a panel is drawn for (its title gives correlations)
+MIN_PANEL_N = 3
+
+
 def _groups(table, pooled: bool) -> list:
     """(name, rows) per data set in order of appearance, then every row together when ``pooled``
-    and there is more than one data set."""
+    and there is more than one data set; data sets of fewer than ``MIN_PANEL_N`` rows are left out
+    (DeqaError when none is left)."""
     names = list(dict.fromkeys(table["dataset"].astype(str)))
     groups = [(name, table[table["dataset"].astype(str).to_numpy() == name]) for name in names]
-    if pooled and len(names) > 1:
+    groups = [(name, part) for name, part in groups if len(part) >= MIN_PANEL_N]
+    if pooled and len(names) > 1 and len(table) >= MIN_PANEL_N:
         groups.append((POOLED_PANEL, table))
+    if not groups:
+        raise DeqaError(f"no data set has the {MIN_PANEL_N} images a panel needs")
     return groups
 
 
@@ -509,8 +517,6 @@ def calibration_panels(table, other=None, names=("model", "other model"), pooled
     would reach (drawn where given); ``other``: a second model overlaid."""
     known = table[np.isfinite(table["sigma"].to_numpy(float))]
     groups = _groups(known, pooled)
-    if not groups:
-        raise DeqaError("calibration_panels: no row has a human sigma")
     fig, axes = _panel_axes(len(groups), ncols, (4.3, 4.6))
     for ax, (name, part) in zip(axes, groups):
         theirs = _matching(other, name)

@@ -221,7 +221,11 @@ class _Figures:
 
         from . import plots
 
-        fig = draw()
+        try:
+            fig = draw()
+        except DeqaError as exc:  # too little of what the figure needs: said on the page, not a failure
+            self.skip(title, str(exc))
+            return
         try:
             plots.savefig(fig, name, svg=vector, directory=self.folder)
         finally:
@@ -360,8 +364,9 @@ def _draw_figures(figures: _Figures, joined, pair, names, table, on_levels: bool
         figures.skip("Predicted levels against the human ones", "score-only predictions have no level probabilities")
     if not images:
         for kind in ("best", "worst", "most uncertain"):
-            figures.skip(f"The {kind} predictions", "no image file was found (give --image-root where the images "
-                         "are): the grids show thumbnails")
+            why = ("score-only predictions have no spread" if kind == "most uncertain" and not on_levels else
+                   "no image file was found (give --image-root where the images are): the grids show thumbnails")
+            figures.skip(f"The {kind} predictions", why)
         return
     grid = joined.copy()
     if not on_levels:
@@ -625,6 +630,7 @@ def run(args) -> int:
                    lower_better=args.lower_better, meta_format=args.format, split=args.split,
                    n_boot=args.n_boot, image_root=args.image_root, workers=workers,
                    progress=not args.no_progress, command=shown_command(getattr(args, "_argv", sys.argv[1:])))
-    print(f"report -> {result['out'] / 'index.html'} ({len(result['figures'])} figures, "
+    count = len(result["figures"])
+    print(f"report -> {result['out'] / 'index.html'} ({count} figure{'' if count == 1 else 's'}, "
           f"{result['bytes'] / 1e6:.1f} MB)")
     return 0

@@ -186,3 +186,18 @@ def test_hostile_names_are_text(tmp_path, capsys):
     assert "<script>" not in html and "<img src=x" not in html and "<i>stray" not in html and "<b>name" not in html
     assert "&lt;img src=x onerror=alert(1)&gt;$\\alpha$" in html and "&lt;i&gt;stray&lt;/i&gt;.png" in html
     assert (out / "figures" / "scatter.png").stat().st_size > 10_000  # the $...$ name drawn as text, not maths
+
+
+def test_a_data_set_too_small_for_a_panel_is_said_not_fatal(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    meta = pd.DataFrame({"image": [f"a{i}.png" for i in range(30)] + ["b0.png", "b1.png", "b2.png"],
+                         "mos": np.r_[rng.uniform(1, 5, 30), [2, 3, 4]], "std": 0.5,
+                         "dataset": ["big"] * 30 + ["small"] * 3, "split": "test"})
+    meta.to_csv(tmp_path / "meta.csv", index=False)
+    pd.DataFrame({"image": list(meta["image"][:31]), "score": np.r_[meta["mos"][:30] + rng.normal(0, 0.3, 30), 3.0]}) \
+        .to_csv(tmp_path / "p.csv", index=False)
+    out = _report(tmp_path, "out", tmp_path / "p.csv", [tmp_path / "meta.csv"])
+    assert "small: too few images to correlate (n = 1" in capsys.readouterr().err
+    saved = json.loads((out / "report.json").read_text())
+    assert [r["n"] for r in saved["datasets"]] == [30, 1] and saved["datasets"][1]["srcc"] is None
+    assert (out / "figures" / "scatter.png").is_file()  # 'big' and the pooled panel; 'small' left out
