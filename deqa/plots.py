@@ -672,8 +672,8 @@ def _tile_title(preds, humans, i: int, predicted_std: np.ndarray) -> str:
     pred = f"pred {preds['score'].iloc[i]:.2f}"
     if np.isfinite(predicted_std[i]):
         pred += f" ± {predicted_std[i]:.2f}"
-    if "score_read" in preds.columns:
-        pred += f" (read {preds['score_read'].iloc[i]:.4g})"
+    if "score_read" in preds.columns:  # a score on its own scale, mapped to 1-5 by the fitted logistic
+        pred = f"fitted {preds['score'].iloc[i]:.2f} (read {preds['score_read'].iloc[i]:.4g})"
     h_sigma = humans["sigma"].iloc[i] if "sigma" in humans.columns else np.nan
     human = f"human {humans['mu'].iloc[i]:.2f}" + (f" ± {h_sigma:.2f}" if np.isfinite(h_sigma) else "")
     return "\n".join([*where, pred, human])
@@ -684,7 +684,8 @@ def prediction_grid(images, preds, humans=None, kind: str = "best", n: int = 6, 
     spreads (see ``select_predictions``), each titled with its data set, distortion family and
     strength (where the rows have ``dataset``, ``family`` or ``distortion``, and ``level``), the
     predicted and the human mu +- sigma. ``preds`` has ``score`` and ``std`` (and ``score_read``, a
-    score-only model's own value, when ``score`` is that value mapped to 1-5); ``humans`` (default
+    score-only model's value as its file has it, when ``score`` is that value mapped to 1-5 by the
+    fitted logistic); ``humans`` (default
     ``preds``) has ``mu`` and ``sigma``; rows align with ``images`` (images, arrays or paths; a tile
     whose image is None says that it was not found). Only the chosen images are read."""
     import matplotlib.pyplot as plt

@@ -369,8 +369,7 @@ def _draw_figures(figures: _Figures, joined, pair, names, table, on_levels: bool
             figures.skip(f"The {kind} predictions", why)
         return
     grid = joined.copy()
-    if not on_levels:
-        grid["score_read"] = grid["score"]
+    if not on_levels:  # ranked by the score mapped to 1-5; the tiles also give it as the file has it
         grid["score"] = _fitted_scores(joined)
         grid = grid[np.isfinite(grid["score"].to_numpy(float))]
     grid = grid.reset_index(drop=True)
@@ -527,6 +526,8 @@ def build(preds_path, meta_paths, out, other_path=None, names=None, preds_format
         print(f"warning: {note}", file=sys.stderr)
 
     joined = joined.assign(_row=np.arange(len(joined)))
+    if not on_levels:
+        joined["score_read"] = -joined["score"] if lower_better else joined["score"]
     found = distortions(joined)
     joined["family"], joined["level"] = found["family"].to_numpy(), found["level"].to_numpy(float)
     images = _locate_images(joined, on_levels, meta.attrs.get("roots", {}), Path(preds_path).parent, image_root,
