@@ -13,7 +13,7 @@ panel per data set and pooled: ``scatter_panels``, ``calibration_panels``, ``sco
 
 One colour per concept: ``LEVEL_COLORS`` for the five levels only, ``HUMAN_COLOR`` / ``MODEL_COLOR``
 for human vs predicted (``OTHER_MODEL_COLOR`` for a second model beside it), ``ACCENT_COLOR`` for a
-fitted curve, ``LOSS_COLORS`` for the parts of the loss, ``dataset_palette`` for data sets.
+fitted curve, ``LOSS_COLORS`` for the parts of the loss.
 """
 from __future__ import annotations
 
@@ -46,12 +46,6 @@ OBJECTIVE_COLORS = {"onehot_ce": "#8c8c8c", "soft_kl": "#64b5cd", "absolute": "#
 #: data sets, by their order of appearance in a figure
 DATASET_COLORS = ("#444444", "#a6761d", "#7570b3", "#e7298a")
 
-
-def dataset_palette(names) -> dict:
-    """A colour per data set name (``DATASET_COLORS`` in order of appearance, repeated beyond it):
-    the one place figures take data-set colours from."""
-    names = list(dict.fromkeys(str(n) for n in names))
-    return {name: DATASET_COLORS[i % len(DATASET_COLORS)] for i, name in enumerate(names)}
 
 
 def plain(text, limit: int = 60) -> str:
