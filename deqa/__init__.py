@@ -15,7 +15,7 @@ _SUBMODULES = (
     "levels", "soft_label", "losses", "pairs", "data", "formats", "raters", "synth", "images", "tower", "tiny",
     "tiny_archs", "mllm", "collate", "lora", "trainset", "runconfig", "runlog", "checkpoints", "train",
     "recipe", "infer", "metrics", "evaluate", "plots", "paths", "setup", "ablation", "distributed", "cotrain",
-    "explore", "paper_table",
+    "explore", "paper_table", "predictions", "report",
 )
 _ALIASES = {"model": "mllm"}
 

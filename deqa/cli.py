@@ -20,6 +20,8 @@ COMMANDS = {
     "score": ("deqa.infer", "score images with a trained model (one forward pass each)"),
     "evaluate": ("deqa.evaluate", "PLCC/SRCC/KRCC and distribution gaps of predictions against metadata"),
     "paper-table": ("deqa.paper_table", "score the published test lists and print PLCC/SRCC beside the paper's numbers"),
+    "report": ("deqa.report", "an offline HTML report of predictions: the evaluate table with intervals and "
+               "the distribution plots, per data set and pooled"),
 }
 
 
@@ -49,6 +51,7 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if not a.startswith("-")), None)
     args = build_parser(command if command in COMMANDS else None).parse_args(argv)
+    args._argv = argv  # the command line as given (the report writes it in its page)
 
     with warnings.catch_warnings():
         warnings.showwarning = _one_line_warning

@@ -312,3 +312,78 @@ def raise_first(mask, source, images, message, values=None) -> None:
             shown = f"{value:.6g}" if isinstance(value, float) else repr(value)
             message = message.format(value=shown) if "{value}" in message else f"{message} ({shown})"
         raise DeqaError(f"{source}: row {i + 1} (image {images.iloc[i]!r}): {message}")
+
+
+# ---------------------------------------------------------------------- distortions from file names
+#: KADID-10k's 25 distortion types, numbered as in its file names (``I01_03_02.png``: reference 01,
+#: type 03, level 02).
+KADID_DISTORTIONS = {
+    1: "gaussian blur", 2: "lens blur", 3: "motion blur", 4: "color diffusion", 5: "color shift",
+    6: "color quantization", 7: "color saturation 1", 8: "color saturation 2", 9: "jpeg2000", 10: "jpeg",
+    11: "white noise", 12: "white noise in color component", 13: "impulse noise", 14: "multiplicative noise",
+    15: "denoise", 16: "brighten", 17: "darken", 18: "mean shift", 19: "jitter", 20: "non-eccentricity patch",
+    21: "pixelate", 22: "quantization", 23: "color block", 24: "high sharpen", 25: "contrast change",
+}
+#: TID2013's 24 distortion types (``i01_03_2.bmp``: reference 01, type 03, level 2); TID2008 has the
+#: first 17, numbered the same.
+TID_DISTORTIONS = {
+    1: "additive gaussian noise", 2: "noise in color components", 3: "spatially correlated noise",
+    4: "masked noise", 5: "high frequency noise", 6: "impulse noise", 7: "quantization noise",
+    8: "gaussian blur", 9: "image denoising", 10: "jpeg", 11: "jpeg2000", 12: "jpeg transmission errors",
+    13: "jpeg2000 transmission errors", 14: "non-eccentricity pattern noise", 15: "local block-wise distortions",
+    16: "mean shift", 17: "contrast change", 18: "change of color saturation", 19: "multiplicative gaussian noise",
+    20: "comfort noise", 21: "lossy compression of noisy images", 22: "color quantization with dither",
+    23: "chromatic aberrations", 24: "sparse sampling and reconstruction",
+}
+#: CSIQ's six types, by the word in its file names (``1600.AWGN.3.png``: reference 1600, level 3).
+CSIQ_DISTORTIONS = {"awgn": "white noise", "jpeg": "jpeg", "jpeg2000": "jpeg2000", "fnoise": "pink noise",
+                    "blur": "gaussian blur", "contrast": "contrast decrement"}
+
+_KADID_NAME = re.compile(r"^(?P<ref>i\d{2})_(?P<family>\d{2})_(?P<level>\d{2})\.\w+$", re.IGNORECASE)
+_TID_NAME = re.compile(r"^(?P<ref>i\d{2})_(?P<family>\d{2})_(?P<level>\d)\.\w+$", re.IGNORECASE)
+_CSIQ_NAME = re.compile(r"^(?P<ref>.+)\.(?P<family>awgn|jpeg|jpeg2000|fnoise|blur|contrast)\.(?P<level>\d+)\.\w+$",
+                        re.IGNORECASE)
+#: the columns ``distortions`` gives
+DISTORTION_COLUMNS = ("family", "level", "ref")
+
+
+def parse_distortion(image) -> tuple[str, int, str] | None:
+    """(family, level, reference) of a KADID-10k, TID2013 / TID2008 or CSIQ image from its published
+    file name (any folder before it, any case), or None when the name follows none of them.
+
+    ``I01_03_02.png`` (KADID-10k: two-digit level) -> ("motion blur", 2, "I01");
+    ``i01_08_3.bmp`` (TID: one-digit level) -> ("gaussian blur", 3, "I01");
+    ``1600.AWGN.3.png`` (CSIQ) -> ("white noise", 3, "1600"). Explained in notebook 05."""
+    name = str(image).replace("\\", "/").rsplit("/", 1)[-1]
+    for pattern, names in ((_KADID_NAME, KADID_DISTORTIONS), (_TID_NAME, TID_DISTORTIONS)):
+        match = pattern.match(name)
+        if match and int(match["family"]) in names:
+            return names[int(match["family"])], int(match["level"]), match["ref"].upper()
+    match = _CSIQ_NAME.match(name)
+    if match:
+        return CSIQ_DISTORTIONS[match["family"].lower()], int(match["level"]), match["ref"]
+    return None
+
+
+def distortions(table: pd.DataFrame) -> pd.DataFrame:
+    """``family``, ``level`` and ``ref`` (the pristine reference or scene) of every row of a metadata
+    table, aligned with it: the synthetic sets' own ``distortion``, ``level`` and ``scene`` columns
+    where the table has them, else parsed from the ``image`` names (``parse_distortion``). Rows with
+    neither get None / NaN; a pristine image (level 0) keeps family ``"pristine"``."""
+    out = pd.DataFrame({"family": pd.Series([None] * len(table), dtype=object, index=table.index),
+                        "level": np.nan, "ref": pd.Series([None] * len(table), dtype=object, index=table.index)})
+    own = {"distortion", "level"} <= set(table.columns)
+    if own:
+        known = table["distortion"].notna()
+        out.loc[known, "family"] = table.loc[known, "distortion"].astype(str)
+        out.loc[known, "level"] = pd.to_numeric(table.loc[known, "level"], errors="coerce")
+        if "scene" in table.columns:
+            out.loc[known, "ref"] = table.loc[known, "scene"].astype(str)
+    rest = out["family"].isna().to_numpy()
+    if "image" in table.columns and rest.any():
+        parsed = [parse_distortion(name) for name in table["image"].to_numpy()[rest]]
+        rows = out.index[rest]
+        for row, found in zip(rows, parsed):
+            if found is not None:
+                out.at[row, "family"], out.at[row, "level"], out.at[row, "ref"] = found
+    return out

@@ -10,6 +10,9 @@ Two kinds of numbers:
   moment-matched midpoint, what DeQA-Score's evaluation reports as JS), and - on the five-level
   probabilities - the Jensen-Shannon divergence and the Wasserstein-1 distance (``js_levels``,
   ``w1_levels``). The two JS are different quantities: compare each only with itself.
+* **Uncertainty over images**: ``bootstrap``, the percentile bootstrap interval of a correlation, and
+  ``paired_bootstrap``, of the difference between two models on the same images (notebook 05 and
+  ``python -m deqa report``).
 * **Uncertainty over seeds**: ``t_interval``, the Student-t interval of a mean (notebooks 03 and 06).
 
 Only the statistics live here; ``deqa.evaluate`` joins predictions to metadata and tabulates these
@@ -18,6 +21,7 @@ numbers per data set (``python -m deqa evaluate``).
 from __future__ import annotations
 
 import warnings
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -313,3 +317,210 @@ def t_interval(values, level: float = 0.95) -> tuple[float, float, int]:
         return float(x[0]), float("nan"), 1
     half = stats.t.ppf(0.5 + level / 2, n - 1) * x.std(ddof=1) / np.sqrt(n)
     return float(x.mean()), float(half), n
+
+
+# ------------------------------------------------------------------------------------------ bootstrap
+#: the correlations ``bootstrap`` knows by name (a callable ``f(pred, human) -> float`` works too)
+BOOTSTRAP_STATISTICS = ("plcc", "plcc_logistic", "srcc", "krcc")
+#: resamples drawn at a time (bounds the memory of the (chunk, n) count arrays)
+_BOOT_CHUNK = 100
+#: up to this many images the logistic is refitted in every resample; beyond, the whole sample's fit
+#: is reused (refitting 4 parameters on 2,000 or 10,000 images changed no interval bound by 1e-4 in
+#: our measurements, and it is most of the time a bootstrap takes)
+LOGISTIC_REFIT_MAX_N = 2000
+
+
+class Bootstrap(NamedTuple):
+    """A bootstrap interval: the statistic on the whole sample (``estimate``), the middle ``level`` of
+    its resampled values (``low``, ``high``) and those values (``replicates``, NaN where a resample
+    left the statistic undefined)."""
+
+    estimate: float
+    low: float
+    high: float
+    level: float
+    replicates: np.ndarray
+
+
+def bootstrap_counts(n: int, n_boot: int = 1000, seed: int = 0, groups=None):
+    """The resamples of a bootstrap as counts: yields (chunk, n) integer arrays, row b saying how many
+    times each of the ``n`` items is drawn in resample b (``n_boot`` rows in all, ``_BOOT_CHUNK`` at a
+    time). Items are drawn with replacement, ``n`` per resample; with ``groups`` (one label per item),
+    whole groups are drawn instead, as many as there are groups (a cluster bootstrap: images of one
+    scene stay together). The same ``seed`` gives the same resamples."""
+    rng = np.random.default_rng(seed)
+    if groups is None:
+        codes, n_units = np.arange(n), n
+    else:
+        codes = pd.factorize(pd.Series(np.asarray(groups)).astype(str))[0]
+        if len(codes) != n:
+            raise DeqaError(f"bootstrap: {len(codes)} group labels for {n} items")
+        n_units = int(codes.max()) + 1 if n else 0
+    for start in range(0, n_boot, _BOOT_CHUNK):
+        rows = min(_BOOT_CHUNK, n_boot - start)
+        draws = rng.integers(0, n_units, size=(rows, n_units))
+        flat = (np.arange(rows)[:, None] * n_units + draws).ravel()
+        unit_counts = np.bincount(flat, minlength=rows * n_units).reshape(rows, n_units)
+        yield unit_counts[:, codes]
+
+
+def _weighted_pearson(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Pearson correlation per row of ``w`` (counts), of x and y repeated that many times; x and y
+    are (n,) or (rows, n). NaN where one side is constant."""
+    total = w.sum(axis=1, keepdims=True)
+    mx = (w * x).sum(axis=1, keepdims=True) / total
+    my = (w * y).sum(axis=1, keepdims=True) / total
+    dx, dy = x - mx, y - my
+    sxy, sxx, syy = (w * dx * dy).sum(axis=1), (w * dx * dx).sum(axis=1), (w * dy * dy).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = sxy / np.sqrt(sxx * syy)
+    return np.clip(np.where((sxx > 0) & (syy > 0), r, np.nan), -1.0, 1.0)
+
+
+def _weighted_ranks(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """The rank each item takes (average rank among ties, duplicates included) in each resample given
+    by a row of ``counts``: what ``scipy.stats.rankdata`` gives the repeated values, per item."""
+    order = np.argsort(values, kind="stable")
+    sorted_values = values[order]
+    starts = np.flatnonzero(np.r_[True, sorted_values[1:] != sorted_values[:-1]])
+    group_of_sorted = np.cumsum(np.r_[True, sorted_values[1:] != sorted_values[:-1]]) - 1
+    totals = np.add.reduceat(counts[:, order], starts, axis=1)  # (rows, groups)
+    below = np.cumsum(totals, axis=1) - totals
+    group_rank = below + (totals + 1) / 2.0
+    ranks = np.empty(counts.shape, dtype=float)
+    ranks[:, order] = group_rank[:, group_of_sorted]
+    return ranks
+
+
+def _expanded(counts_row: np.ndarray) -> np.ndarray:
+    return np.repeat(np.arange(len(counts_row)), counts_row)
+
+
+def _replicates(statistic, pred, human, counts: np.ndarray, start) -> np.ndarray:
+    """The statistic on each resample of a chunk of counts (rows); ``start``: the whole sample's
+    logistic parameters (None when that fit failed: the resamples then take the raw PLCC too)."""
+    if statistic == "plcc" or (statistic == "plcc_logistic" and start is None):
+        return _weighted_pearson(pred, human, counts)
+    if statistic == "plcc_logistic" and len(pred) > LOGISTIC_REFIT_MAX_N:
+        return _weighted_pearson(logistic4(pred, *start), human, counts)
+    if statistic == "srcc":
+        return _weighted_pearson(_weighted_ranks(pred, counts), _weighted_ranks(human, counts), counts)
+    out = np.full(len(counts), np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an undefined resample is a NaN replicate
+        for b, row in enumerate(counts):
+            idx = _expanded(row)
+            p, h = pred[idx], human[idx]
+            if np.ptp(p) == 0 or np.ptp(h) == 0:
+                continue
+            if statistic == "krcc":
+                out[b] = stats.kendalltau(p, h, variant="b").statistic
+            elif statistic == "plcc_logistic":
+                out[b] = _plcc_logistic_from(p, h, start)
+            else:
+                out[b] = statistic(p, h)
+    return out
+
+
+#: function evaluations a resample's logistic refit may take (from the whole sample's optimum a fit
+#: that converges takes a few dozen; one that does not would otherwise spend 10,000)
+_REFIT_MAXFEV = 600
+
+
+def _plcc_logistic_from(pred: np.ndarray, mos: np.ndarray, start) -> float:
+    """PLCC after the logistic refitted from ``start`` (the full sample's parameters: a resample's
+    optimum is near them, so the fit takes a few steps); the raw PLCC where that fit fails, as in
+    ``plcc_logistic_checked``."""
+    params = None
+    if len(np.unique(pred)) >= MIN_POINTS_FOR_FIT:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optimize.OptimizeWarning)
+            try:
+                params, _ = optimize.curve_fit(logistic4, pred, mos, p0=start, maxfev=_REFIT_MAXFEV)
+            except (RuntimeError, ValueError, FloatingPointError):
+                params = None
+    if params is not None and np.all(np.isfinite(params)):
+        fitted = logistic4(pred, *params)
+        if np.ptp(fitted) > 0:
+            return _pearson(fitted, mos)
+    return _pearson(pred, mos)
+
+
+def _statistic(statistic):
+    if callable(statistic):
+        return statistic
+    if statistic not in BOOTSTRAP_STATISTICS:
+        raise DeqaError(f"bootstrap: unknown statistic {statistic!r}; use one of "
+                        f"{', '.join(BOOTSTRAP_STATISTICS)} or a function f(pred, human)")
+    return statistic
+
+
+def _estimate(statistic, pred, human) -> tuple[float, object]:
+    """The statistic on the whole sample, and the logistic's parameters (the resamples' start)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        if statistic == "plcc_logistic":
+            value, ok = plcc_logistic_checked(pred, human)
+            return value, (fit_logistic(pred, human)[0] if ok else None)
+        named = {"plcc": plcc, "srcc": srcc, "krcc": krcc}
+        return float(named.get(statistic, statistic)(pred, human)), None
+
+
+def _interval(replicates: np.ndarray, level: float) -> tuple[float, float]:
+    kept = replicates[np.isfinite(replicates)]
+    if len(kept) == 0:
+        return float("nan"), float("nan")
+    low, high = np.quantile(kept, [0.5 - level / 2, 0.5 + level / 2])
+    return float(low), float(high)
+
+
+def bootstrap(statistic, pred, human, n_boot: int = 1000, level: float = 0.95, seed: int = 0,
+              groups=None) -> Bootstrap:
+    """Percentile bootstrap interval of a correlation between predictions and human scores.
+
+    ``statistic``: ``"plcc"``, ``"plcc_logistic"`` (the logistic refitted in every resample, up to
+    ``LOGISTIC_REFIT_MAX_N`` images), ``"srcc"``, ``"krcc"`` or a function ``f(pred, human) -> float``.
+    Draws ``n_boot`` resamples (``bootstrap_counts``: images with replacement, or whole ``groups``),
+    computes the statistic on each and returns ``Bootstrap(estimate, low, high, level, replicates)``:
+    the statistic on the whole sample and the middle ``level`` of the resampled values (resamples
+    where it is undefined, e.g. constant, are left out). The same seed gives the same interval.
+    ``plcc`` and ``srcc`` are computed for all resamples at once (from the counts); the others one
+    resample at a time. Explained in notebook 05."""
+    return bootstrap_all((statistic,), pred, human, n_boot, level, seed, groups)[0]
+
+
+def bootstrap_all(statistics, pred, human, n_boot: int = 1000, level: float = 0.95, seed: int = 0,
+                  groups=None) -> list[Bootstrap]:
+    """``bootstrap`` of several statistics on the same resamples (drawn once): one ``Bootstrap`` per
+    statistic, in order."""
+    statistics = [_statistic(stat) for stat in statistics]
+    pred, human = as_pair(pred, human)
+    first = [_estimate(stat, pred, human) for stat in statistics]
+    parts = [[] for _ in statistics]
+    for counts in bootstrap_counts(len(pred), n_boot, seed, groups):
+        for k, stat in enumerate(statistics):
+            parts[k].append(_replicates(stat, pred, human, counts, first[k][1]))
+    out = []
+    for (estimate, _), part in zip(first, parts):
+        replicates = np.concatenate(part) if part else np.array([])
+        out.append(Bootstrap(float(estimate), *_interval(replicates, level), level, replicates))
+    return out
+
+
+def paired_bootstrap(statistic, pred_a, pred_b, human, n_boot: int = 1000, level: float = 0.95,
+                     seed: int = 0, groups=None) -> Bootstrap:
+    """Bootstrap interval of the difference statistic(a) - statistic(b) of two models' predictions of
+    the same images: both are computed on the same resample each time, so what the images have in
+    common cancels (the question "is A better than B on this set?"). Arguments as ``bootstrap``;
+    an interval that excludes 0 says the difference is more than resampling noise."""
+    statistic = _statistic(statistic)
+    pred_a, pred_b, human = as_vectors(pred_a=pred_a, pred_b=pred_b, human=human)
+    if len(human) < 2:
+        raise DeqaError(f"need at least 2 images to correlate, got {len(human)}")
+    est_a, start_a = _estimate(statistic, pred_a, human)
+    est_b, start_b = _estimate(statistic, pred_b, human)
+    parts = [_replicates(statistic, pred_a, human, counts, start_a)
+             - _replicates(statistic, pred_b, human, counts, start_b)
+             for counts in bootstrap_counts(len(human), n_boot, seed, groups)]
+    replicates = np.concatenate(parts)
+    return Bootstrap(float(est_a - est_b), *_interval(replicates, level), level, replicates)

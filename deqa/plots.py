@@ -6,10 +6,14 @@ SVG when asked) with fixed metadata, so re-running a notebook rewrites identical
 
 Evaluation figures: ``level_bars``, ``image_distribution`` / ``distribution_panels`` (predicted levels
 vs the human soft label and rating histogram), ``score_scatter``, ``spread_calibration`` and
-``spread_by_score``, ``prediction_grid`` and ``training_curves`` (from a run's ``metrics.jsonl``).
+``spread_by_score``, ``prediction_grid`` and ``training_curves`` (from a run's ``metrics.jsonl``); one
+panel per data set and pooled: ``scatter_panels``, ``calibration_panels``, ``score_density``, and
+``distortion_srcc`` (SRCC per distortion family and strength with bootstrap intervals). Chapter 05 and
+``python -m deqa report`` draw through the same functions.
 
 One colour per concept: ``LEVEL_COLORS`` for the five levels only, ``HUMAN_COLOR`` / ``MODEL_COLOR``
-for human vs predicted, ``ACCENT_COLOR`` for a fitted curve, ``LOSS_COLORS`` for the parts of the loss.
+for human vs predicted (``OTHER_MODEL_COLOR`` for a second model beside it), ``ACCENT_COLOR`` for a
+fitted curve, ``LOSS_COLORS`` for the parts of the loss.
 """
 from __future__ import annotations
 
@@ -29,6 +33,8 @@ DPI = 120
 LEVEL_COLORS = ("#c0392b", "#e67e22", "#f1c40f", "#7dbb42", "#1e8449")
 HUMAN_COLOR = "#34495e"
 MODEL_COLOR = "#2e86c1"
+#: a second model compared with the first (``python -m deqa report --compare``)
+OTHER_MODEL_COLOR = "#d35400"
 ACCENT_COLOR = "#8e44ad"
 #: distortion families of the synthetic data (never the level colours: those mean levels)
 FAMILY_COLORS = {"blur": "#4c72b0", "noise": "#8172b3", "jpeg": "#937860", "contrast": "#da8bc3"}
@@ -39,6 +45,16 @@ OBJECTIVE_COLORS = {"onehot_ce": "#8c8c8c", "soft_kl": "#64b5cd", "absolute": "#
                     "mse_rescaled": "#c2a5cf", "soft_kl_fid": "#1f3a93", "fidelity": "#5e2a84"}
 #: data sets, by their order of appearance in a figure
 DATASET_COLORS = ("#444444", "#a6761d", "#7570b3", "#e7298a")
+
+
+
+def plain(text, limit: int = 60) -> str:
+    """``text`` (a file, data-set or family name from the inputs) safe for a matplotlib title: ``$``
+    escaped so that it is not read as mathematics, at most ``limit`` characters."""
+    text = " ".join(str(text).split())
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return text.replace("$", r"\$")
 #: the soft-label modes of notebook 02: the published builder, the earlier active set (a light blue) and
 #: the default information projection (the dark blue of the same family)
 MODE_COLORS = {"reference": ACCENT_COLOR, "active_set": "#85c1e9", "projection": MODEL_COLOR}
@@ -207,12 +223,14 @@ def distribution_panels(images, preds, humans=None, titles=None, ncols: int = 2,
     ``score``, ``std``. ``humans`` (default: ``preds``, e.g. the output of
     ``evaluate.join_predictions``): ``mu``, ``sigma``, optionally the soft label ``q_bad ..
     q_excellent`` (else the ``cdf`` label of mu, sigma is drawn) and the rating histogram ``c1..c5``
-    (drawn as markers when ``histograms``).
+    (drawn as markers when ``histograms``). ``images=None`` draws the level bars alone (no image
+    files); an image that is None in the list gets a tile saying it was not found.
     """
     import matplotlib.pyplot as plt
 
-    images = list(images)
     humans = preds if humans is None else humans
+    with_images = images is not None
+    images = list(images) if with_images else [None] * len(preds)
     if len(preds) != len(images) or len(humans) != len(images):
         raise DeqaError(f"distribution_panels: {len(images)} images, {len(preds)} prediction rows, "
                         f"{len(humans)} human rows; give one of each per image")
@@ -220,13 +238,17 @@ def distribution_panels(images, preds, humans=None, titles=None, ncols: int = 2,
     n = len(images)
     ncols = max(1, min(ncols, n))
     nrows = -(-n // ncols)
-    fig, axes = plt.subplots(nrows, 2 * ncols, figsize=(5.6 * ncols, 2.7 * nrows + 0.5), squeeze=False,
-                             gridspec_kw={"width_ratios": [1, 1.9] * ncols})
+    per = 2 if with_images else 1
+    fig, axes = plt.subplots(nrows, per * ncols, figsize=((5.6 if with_images else 4.2) * ncols,
+                                                          2.7 * nrows + 0.5), squeeze=False,
+                             gridspec_kw={"width_ratios": [1, 1.9] * ncols} if with_images else None)
     for k in range(nrows * ncols):
-        ax_img, ax_bars = axes[k // ncols, 2 * (k % ncols)], axes[k // ncols, 2 * (k % ncols) + 1]
+        ax_bars = axes[k // ncols, per * (k % ncols) + per - 1]
+        ax_img = axes[k // ncols, per * (k % ncols)] if with_images else None
         if k >= n:
-            ax_img.set_axis_off()
-            ax_bars.set_axis_off()
+            for ax in (ax_img, ax_bars):
+                if ax is not None:
+                    ax.set_axis_off()
             continue
         p, h = preds.iloc[k], humans.iloc[k]
         probs = _row_values(p, PROB_COLUMNS)
@@ -242,14 +264,27 @@ def distribution_panels(images, preds, humans=None, titles=None, ncols: int = 2,
             human_q = soft_labels([min(max(human_mu, 1.0), 5.0)], [human_sigma], method="cdf")[0]
         hist = _row_values(h, HISTOGRAM) if histograms else None
         title = titles[k] if titles is not None else None
-        image_distribution(ax_img, ax_bars, images[k], probs, human_q, p.get("score"), p.get("std"),
-                           human_mu, human_sigma, title, legend=False, human_hist=hist, gaussians=gaussians)
-    handles, labels = axes[0, 1].get_legend_handles_labels()
+        if ax_img is not None and images[k] is not None:
+            image_distribution(ax_img, ax_bars, images[k], probs, human_q, p.get("score"), p.get("std"),
+                               human_mu, human_sigma, title, legend=False, human_hist=hist, gaussians=gaussians)
+            continue
+        level_bars(ax_bars, probs, human_q, p.get("score"), p.get("std"), human_mu, human_sigma, legend=False,
+                   human_hist=hist, gaussians=gaussians)
+        if ax_img is not None:
+            ax_img.set_axis_off()
+            ax_img.text(0.5, 0.5, "image not found", ha="center", va="center", fontsize=8, color="0.4",
+                        transform=ax_img.transAxes)
+            if title:
+                ax_img.set_title(title, fontsize=9)
+        elif title:
+            ax_bars.set_title(f"{title}\n{ax_bars.get_title()}", fontsize=9)
+    handles, labels = axes[0, per - 1].get_legend_handles_labels()
     order = sorted(range(len(labels)), key=lambda i: (_PANEL_LEGEND.index(labels[i])
                                                       if labels[i] in _PANEL_LEGEND else len(_PANEL_LEGEND)))
-    fig.legend([handles[i] for i in order], [labels[i] for i in order], loc="upper center", ncol=len(labels),
-               fontsize=8, bbox_to_anchor=(0.5, 1.0))
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / fig.get_figheight()))
+    fig.legend([handles[i] for i in order], [labels[i] for i in order], loc="upper center",
+               ncol=min(len(labels), 3 if ncols * per < 3 else len(labels)), fontsize=8, bbox_to_anchor=(0.5, 1.0))
+    top_space = (0.4 if ncols * per >= 3 else 0.75) / fig.get_figheight()
+    fig.tight_layout(rect=(0, 0, 1, 1 - top_space))
     return fig
 
 
@@ -258,26 +293,45 @@ def _legend_below(ax, ncol: int = 2) -> None:
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=ncol)
 
 
-def score_scatter(pred, mos, ax=None, label: str | None = None):
+def _point_style(n: int) -> dict:
+    """Marker size and transparency for a scatter of ``n`` points (thousands of points: small and
+    light, so that dense regions stay readable); rasterised, so that an SVG stays small."""
+    size = 12 if n <= 2000 else (5 if n <= 10000 else 3)
+    alpha = 0.6 if n <= 2000 else (0.3 if n <= 10000 else 0.2)
+    return {"s": size, "alpha": alpha, "edgecolors": "none", "rasterized": True}
+
+
+def score_scatter(pred, mos, ax=None, label: str | None = None, color: str = MODEL_COLOR,
+                  fit_color: str = ACCENT_COLOR, title: bool = True):
     """Predicted score against human score with the fitted 4-parameter logistic; the title gives the
-    PLCC after the logistic (the published protocol) and the SRCC."""
+    PLCC after the logistic (the published protocol) and the SRCC. ``color`` / ``fit_color``: the
+    points' and the curve's (a second model drawn on the same axes takes others)."""
     from . import metrics
 
     pred, mos = metrics.as_pair(pred, mos)
     fig, ax = _figure(ax, figsize=(4.6, 4.6))
-    ax.scatter(pred, mos, s=12, alpha=0.6, color=MODEL_COLOR, edgecolors="none", label=label or "images")
+    ax.scatter(pred, mos, color=color, label=label or "images", **_point_style(len(pred)))
     params, ok = metrics.fit_logistic(pred, mos)
     if ok:
         x = np.linspace(pred.min(), pred.max(), 200)
-        ax.plot(x, metrics.logistic4(x, *params), color=ACCENT_COLOR, lw=1.8, label="fitted logistic")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        r_p, r_s = metrics.plcc_logistic_checked(pred, mos)[0], metrics.srcc(pred, mos)
-    ax.set_title(f"PLCC (logistic) {r_p:.3f} · SRCC {r_s:.3f} (n = {len(pred)})")
+        ax.plot(x, metrics.logistic4(x, *params), color=fit_color, lw=1.8,
+                label=f"fitted logistic ({label})" if label else "fitted logistic")
+    if title:
+        ax.set_title(score_summary(pred, mos))
     ax.set_xlabel("predicted score")
     ax.set_ylabel("human score")
     _legend_below(ax)
     return fig
+
+
+def score_summary(pred, mos) -> str:
+    """'PLCC (logistic) 0.966 · SRCC 0.963 (n = 630)': the headline numbers of a scatter."""
+    from . import metrics
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        r_p, r_s = metrics.plcc_logistic_checked(*metrics.as_pair(pred, mos))[0], metrics.srcc(pred, mos)
+    return f"PLCC (logistic) {r_p:.3f} · SRCC {r_s:.3f} (n = {len(pred)})"
 
 
 def calibration_slope(predicted_std, human_std) -> tuple[float, float]:
@@ -304,23 +358,38 @@ def _binned_means(x: np.ndarray, y: np.ndarray, bins: int):
     return np.array([x[g].mean() for g in groups]), np.array([y[g].mean() for g in groups])
 
 
-def spread_calibration(predicted_std, human_std, ax=None, bins: int = 8):
+def spread_calibration(predicted_std, human_std, ax=None, bins: int = 8, color: str = MODEL_COLOR,
+                       label: str | None = None, reference: bool = True, study_r: float | None = None,
+                       top: float | None = None):
     """Predicted spread against human spread: points, the diagonal y = x, the mean predicted spread in
     equal-count bins of the human spread (on the diagonal when calibrated) and the fitted line, whose
-    slope the title gives (``calibration_slope``)."""
+    slope the title gives (``calibration_slope``). ``study_r``: the agreement of a repeated study's
+    sigma with this one's (``deqa.raters.repeated_study_agreement``); the line y = mean + r (x - mean)
+    is drawn, where a perfect prediction of each image's own spread would lie on average: the raters'
+    noise in the observed sigma leaves it a slope of r (and a correlation of sqrt(r)), not 1.
+    ``reference=False`` leaves out the diagonal (a second model on the same axes);
+    ``top``: the axes' upper limit (default: the largest spread drawn, plus 5%)."""
     from . import metrics
 
     predicted_std, human_std = metrics.as_vectors(predicted_std=predicted_std, human_std=human_std)
     fig, ax = _figure(ax, figsize=(4.6, 4.6))
-    ax.scatter(human_std, predicted_std, s=10, alpha=0.3, color=MODEL_COLOR, edgecolors="none", label="images")
-    top = float(max(human_std.max(), predicted_std.max(), 1e-3)) * 1.05
-    ax.plot([0, top], [0, top], color="0.5", lw=1, ls="--", label="y = x (calibrated)")
+    name = f"{label}: " if label else ""
+    ax.scatter(human_std, predicted_std, color=color, label=f"{name}images",
+               **{**_point_style(len(human_std)), "alpha": 0.3 if len(human_std) <= 2000 else 0.15})
+    if top is None:
+        top = float(max(human_std.max(), predicted_std.max(), 1e-3)) * 1.05
+    if reference:
+        ax.plot([0, top], [0, top], color="0.5", lw=1, ls="--", label="y = x (calibrated)")
+    if study_r is not None and np.isfinite(study_r):
+        mean = float(human_std.mean())
+        ax.plot([0, top], [mean - study_r * mean, mean + study_r * (top - mean)], color=HUMAN_COLOR, lw=1.4,
+                ls=":", label="a perfect prediction, given the raters' noise")
     bx, by = _binned_means(human_std, predicted_std, bins)
-    ax.plot(bx, by, "o-", color=MODEL_COLOR, lw=1.6, ms=5, mec="white", label="binned mean")
+    ax.plot(bx, by, "o-", color=color, lw=1.6, ms=5, mec="white", label=f"{name}binned mean")
     slope, intercept = _fit_line(human_std, predicted_std)
     if np.isfinite(slope):
-        ax.plot([0, top], [intercept, intercept + slope * top], color=ACCENT_COLOR, lw=1.6,
-                label=f"fitted line (slope {slope:.2f})")
+        ax.plot([0, top], [intercept, intercept + slope * top], color=ACCENT_COLOR if reference else color,
+                lw=1.6, ls="-" if reference else "-.", label=f"{name}fitted line (slope {slope:.2f})")
     ax.set_xlim(0, top)
     ax.set_ylim(0, top)
     ax.set_xlabel("human spread sigma (1-5 scale)")
@@ -350,6 +419,202 @@ def spread_by_score(human_mu, predicted_std, label_spread, ax=None, bins: int = 
     ax.set_ylabel("spread (std of the five levels)")
     ax.set_title("spread along the scale")
     _legend_below(ax)
+    return fig
+
+
+# --------------------------------------------------------------- one panel per data set, and pooled
+#: the name of the panel of all data sets together (``deqa.evaluate.POOLED``)
+POOLED_PANEL = "pooled"
+
+
+#: fewest images a panel is drawn for (its title gives correlations)
+MIN_PANEL_N = 3
+
+
+def _groups(table, pooled: bool) -> list:
+    """(name, rows) per data set in order of appearance, then every row together when ``pooled``
+    and there is more than one data set; data sets of fewer than ``MIN_PANEL_N`` rows are left out
+    (DeqaError when none is left)."""
+    names = list(dict.fromkeys(table["dataset"].astype(str)))
+    groups = [(name, table[table["dataset"].astype(str).to_numpy() == name]) for name in names]
+    groups = [(name, part) for name, part in groups if len(part) >= MIN_PANEL_N]
+    if pooled and len(names) > 1 and len(table) >= MIN_PANEL_N:
+        groups.append((POOLED_PANEL, table))
+    if not groups:
+        raise DeqaError(f"no data set has the {MIN_PANEL_N} images a panel needs")
+    return groups
+
+
+def _panel_axes(n: int, ncols: int, size: tuple[float, float]):
+    import matplotlib.pyplot as plt
+
+    use_style()
+    ncols = max(1, min(ncols, n))
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size[0] * ncols, size[1] * nrows + 0.6), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.set_axis_off()
+    return fig, list(axes.flat[:n])
+
+
+def _shared_legend(fig, axes) -> None:
+    """One legend above the panels (the first panel's entries, without their own numbers: each panel's
+    title has them) instead of one under each."""
+    import re
+
+    handles, labels = axes[0].get_legend_handles_labels()
+    labels = [re.sub(r" \(slope [^)]*\)", "", label) for label in labels]
+    for ax in axes:
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
+    fig.legend(handles, labels, loc="upper center", ncol=min(len(labels), 4), fontsize=8,
+               bbox_to_anchor=(0.5, 1.0))
+    fig.tight_layout(rect=(0, 0, 1, 1 - (0.35 + 0.22 * ((len(labels) - 1) // 4)) / fig.get_figheight()))
+
+
+def _matching(other, name: str):
+    if other is None:
+        return None
+    return other if name == POOLED_PANEL else other[other["dataset"].astype(str).to_numpy() == name]
+
+
+def scatter_panels(table, other=None, names=("model", "other model"), pooled: bool = True, ncols: int = 4,
+                   xlabel: str = "predicted score"):
+    """``score_scatter`` per data set (and pooled): ``score`` against the human ``mu`` (1-5) with the
+    fitted logistic; a second model's rows (``other``, the same columns) overlaid in
+    ``OTHER_MODEL_COLOR``. Each title names the panel and gives its PLCC (logistic) and SRCC."""
+    groups = _groups(table, pooled)
+    fig, axes = _panel_axes(len(groups), ncols, (4.3, 4.4 if other is None else 4.7))
+    for ax, (name, part) in zip(axes, groups):
+        score_scatter(part["score"], part["mu"], ax=ax, label=names[0] if other is not None else None,
+                      title=False)
+        lines = [plain(name) if name != POOLED_PANEL else "pooled (every set, mu on 1-5)"]
+        theirs = _matching(other, name)
+        if theirs is not None and len(theirs) >= 2:
+            score_scatter(theirs["score"], theirs["mu"], ax=ax, label=names[1], color=OTHER_MODEL_COLOR,
+                          fit_color="#873600", title=False)
+            lines += [f"{plain(names[0], 20)}: {score_summary(part['score'], part['mu'])}",
+                      f"{plain(names[1], 20)}: {score_summary(theirs['score'], theirs['mu'])}"]
+        else:
+            lines.append(score_summary(part["score"], part["mu"]))
+        ax.set_title("\n".join(lines), fontsize=9)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("human mu (1-5)")
+    _shared_legend(fig, axes)
+    return fig
+
+
+def calibration_panels(table, other=None, names=("model", "other model"), pooled: bool = True,
+                       study_r: dict | None = None, ncols: int = 4):
+    """``spread_calibration`` per data set (and pooled), on the rows with a known human ``sigma``: the
+    predicted ``std`` against ``sigma``; ``study_r`` maps a data set to the agreement a repeated study
+    would reach (drawn where given); ``other``: a second model overlaid."""
+    known = table[np.isfinite(table["sigma"].to_numpy(float))]
+    groups = _groups(known, pooled)
+    fig, axes = _panel_axes(len(groups), ncols, (4.3, 4.6))
+    for ax, (name, part) in zip(axes, groups):
+        theirs = _matching(other, name)
+        if theirs is not None:
+            theirs = theirs[np.isfinite(theirs["sigma"].to_numpy(float))]
+        spreads = [part["sigma"], part["std"]] + ([theirs["std"]] if theirs is not None and len(theirs) else [])
+        top = float(max(np.max(s) for s in spreads)) * 1.05
+        r = (study_r or {}).get(name)
+        spread_calibration(part["std"], part["sigma"], ax=ax, label=names[0] if other is not None else None,
+                           study_r=r, top=top)
+        title = [plain(name) if name != POOLED_PANEL else "pooled (every set)"]
+        slope_a = calibration_slope(part["std"], part["sigma"])[0]
+        corr = np.corrcoef(part["std"], part["sigma"])[0, 1] if len(part) > 2 else np.nan
+        title.append(f"slope {slope_a:.2f} · corr {corr:.2f}")
+        if r is not None:
+            title.append(f"a perfect prediction: slope {r:.2f}, corr {np.sqrt(max(r, 0)):.2f}")
+        if theirs is not None and len(theirs) >= 2:
+            spread_calibration(theirs["std"], theirs["sigma"], ax=ax, label=names[1], color=OTHER_MODEL_COLOR,
+                               reference=False, top=top)
+            title[1] = f"{plain(names[0], 20)}: " + title[1]
+            title.append(f"{plain(names[1], 20)}: slope {calibration_slope(theirs['std'], theirs['sigma'])[0]:.2f}")
+        ax.set_title("\n".join(title), fontsize=9)
+    _shared_legend(fig, axes)
+    return fig
+
+
+def score_density(table, other=None, names=("model", "other model"), pooled: bool = True, ncols: int = 4):
+    """How the scores spread over the scale, per data set (and pooled): the density of the human mu
+    and of the predicted score (and of a second model's), by seaborn's kernel density estimate cut at
+    the data's range. A model that compresses the scale shows a narrower curve than the humans'."""
+    import seaborn as sns
+
+    groups = _groups(table, pooled)
+    fig, axes = _panel_axes(len(groups), ncols, (4.0, 3.4))
+    for ax, (name, part) in zip(axes, groups):
+        curves = [(part["mu"], HUMAN_COLOR, "human mu", "--"),
+                  (part["score"], MODEL_COLOR, f"{names[0]} score" if other is not None else "predicted score", "-")]
+        theirs = _matching(other, name)
+        if theirs is not None and len(theirs) > 1:
+            curves.append((theirs["score"], OTHER_MODEL_COLOR, f"{names[1]} score", "-"))
+        for values, color, label, style in curves:
+            values = np.asarray(values, dtype=float)
+            if len(values) > 1 and np.ptp(values) > 0:
+                sns.kdeplot(x=values, ax=ax, color=color, label=label, ls=style, lw=1.6, cut=0)
+        ax.set_xlim(1, 5)
+        ax.set_ylim(bottom=0)
+        ax.set_xlabel("score (1-5)")
+        ax.set_ylabel("density")
+        ax.set_title(plain(name) if name != POOLED_PANEL else "pooled (every set)", fontsize=9)
+        _legend_below(ax)
+    _shared_legend(fig, axes)
+    return fig
+
+
+def distortion_srcc(results, overall: dict | None = None):
+    """SRCC per distortion family and per strength, one row of two panels per data set (the output of
+    ``deqa.evaluate.distortion_table``): a box per group from its bootstrap resamples (seaborn; the
+    box holds the middle half of them, the whiskers reach their middle 95%, the interval of the
+    table), the SRCC on all the group's images as a dot, and - ``overall`` - the data set's SRCC as a
+    dashed line. Groups too small for a correlation are left out."""
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    import seaborn as sns
+
+    replicates = results.attrs.get("replicates", {})
+    sets = list(dict.fromkeys(results["dataset"]))
+    if not sets:
+        raise DeqaError("distortion_srcc: no distortion family to draw")
+    heights = [max(2, (results["dataset"] == d).groupby(results["by"]).sum().max()) for d in sets]
+    use_style()
+    fig, axes = plt.subplots(len(sets), 2, figsize=(10.5, sum(0.28 * h + 1.3 for h in heights)), squeeze=False,
+                             gridspec_kw={"height_ratios": [0.28 * h + 1.3 for h in heights]})
+    for row, name in zip(axes, sets):
+        for ax, by in zip(row, ("family", "strength")):
+            part = results[(results["dataset"] == name) & (results["by"] == by) & np.isfinite(results["srcc"])]
+            if part.empty:
+                ax.set_axis_off()
+                continue
+            order = [str(g) for g in part["group"]]
+            long = pd.DataFrame([(str(g), v) for g in part["group"]
+                                 for v in replicates.get((name, by, g), np.array([]))
+                                 if np.isfinite(v)], columns=["group", "srcc"])
+            if len(long):
+                with warnings.catch_warnings():  # seaborn 0.13 passes matplotlib 3.11 a deprecated argument
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    sns.boxplot(data=long, x="srcc", y="group", order=order, ax=ax, whis=(2.5, 97.5),
+                                showfliers=False, width=min(0.55, 0.12 * len(order) + 0.2), color=MODEL_COLOR,
+                                boxprops={"alpha": 0.35}, medianprops={"visible": False}, linewidth=1)
+            ax.scatter(part["srcc"], np.arange(len(order)), color=HUMAN_COLOR, s=18, zorder=3,
+                       label="SRCC on the group's images")
+            if overall and np.isfinite(overall.get(name, np.nan)):
+                ax.axvline(overall[name], color=ACCENT_COLOR, ls="--", lw=1.2, label="SRCC of the whole data set")
+            shown = [("pristine" if by == "strength" and g == "0" else plain(g, 30)) for g in order]
+            ax.set_yticks(np.arange(len(order)), [f"{g} (n = {n})" for g, n in zip(shown, part["n"])], fontsize=8)
+            ax.set_ylabel("")
+            ax.set_xlabel("SRCC (box: bootstrap resamples, whiskers: 95% interval)", fontsize=8)
+            ax.set_title(f"{plain(name)}: per distortion {by}" + (f" (whole set: {overall[name]:.3f})"
+                         if overall and np.isfinite(overall.get(name, np.nan)) else ""), fontsize=9)
+    drawn = [ax for ax in axes.flat if ax.get_legend_handles_labels()[1]]
+    if drawn:
+        handles, labels = drawn[0].get_legend_handles_labels()
+        fig.legend(handles, [label.split(" (")[0] for label in labels], loc="upper center", ncol=2, fontsize=8,
+                   bbox_to_anchor=(0.5, 1.0))
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))
     return fig
 
 
@@ -383,11 +648,40 @@ def select_predictions(score, predicted_std, human_mu, kind: str = "best", n: in
     return np.argsort(key, kind="stable")[:n]
 
 
+def _tile_title(preds, humans, i: int, predicted_std: np.ndarray) -> str:
+    """Three lines: where the image comes from (data set, distortion family and strength, when the
+    rows have them), the prediction and the human score."""
+    where = []
+    for frame in (humans, preds):
+        if "dataset" in frame.columns:
+            where.append(plain(frame["dataset"].iloc[i], 30))
+            break
+    for frame in (humans, preds):
+        family = next((c for c in ("family", "distortion") if c in frame.columns), None)
+        if family is not None and isinstance(frame[family].iloc[i], str):
+            level = frame["level"].iloc[i] if "level" in frame.columns else None
+            strength = f", strength {int(level)}" if level is not None and np.isfinite(level) and level > 0 else ""
+            where.append(plain(frame[family].iloc[i], 24) + strength)
+            break
+    pred = f"pred {preds['score'].iloc[i]:.2f}"
+    if np.isfinite(predicted_std[i]):
+        pred += f" ± {predicted_std[i]:.2f}"
+    if "score_read" in preds.columns:  # a score on its own scale, mapped to 1-5 by the fitted logistic
+        pred = f"fitted {preds['score'].iloc[i]:.2f} (read {preds['score_read'].iloc[i]:.4g})"
+    h_sigma = humans["sigma"].iloc[i] if "sigma" in humans.columns else np.nan
+    human = f"human {humans['mu'].iloc[i]:.2f}" + (f" ± {h_sigma:.2f}" if np.isfinite(h_sigma) else "")
+    return "\n".join([*where, pred, human])
+
+
 def prediction_grid(images, preds, humans=None, kind: str = "best", n: int = 6, ncols: int = 3):
     """Thumbnails of the best, worst or most uncertain predictions, or of the range of predicted
-    spreads (see ``select_predictions``), each titled with predicted and human mu +- sigma.
-    ``preds`` has ``score`` and ``std``; ``humans`` (default ``preds``) has ``mu`` and ``sigma``;
-    rows align with ``images``."""
+    spreads (see ``select_predictions``), each titled with its data set, distortion family and
+    strength (where the rows have ``dataset``, ``family`` or ``distortion``, and ``level``), the
+    predicted and the human mu +- sigma. ``preds`` has ``score`` and ``std`` (and ``score_read``, a
+    score-only model's value as its file has it, when ``score`` is that value mapped to 1-5 by the
+    fitted logistic); ``humans`` (default
+    ``preds``) has ``mu`` and ``sigma``; rows align with ``images`` (images, arrays or paths; a tile
+    whose image is None says that it was not found). Only the chosen images are read."""
     import matplotlib.pyplot as plt
 
     images = list(images)
@@ -400,18 +694,20 @@ def prediction_grid(images, preds, humans=None, kind: str = "best", n: int = 6, 
     use_style()
     ncols = max(1, min(ncols, len(chosen)))
     nrows = max(1, -(-len(chosen) // ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols, 2.9 * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols, 3.5 * nrows), squeeze=False)
     for k, ax in enumerate(axes.flat):
         ax.set_axis_off()
         if k >= len(chosen):
             continue
         i = int(chosen[k])
-        ax.imshow(thumbnail(images[i]), interpolation="nearest")  # the real pixels, no smoothing
-        h_sigma = humans["sigma"].iloc[i] if "sigma" in humans.columns else np.nan
-        ax.set_title(f"pred {preds['score'].iloc[i]:.2f} ± {predicted_std[i]:.2f}\n"
-                     f"human {humans['mu'].iloc[i]:.2f} ± {h_sigma:.2f}", fontsize=8)
+        if images[i] is None:
+            ax.text(0.5, 0.5, "image not found", ha="center", va="center", fontsize=8, color="0.4",
+                    transform=ax.transAxes)
+        else:
+            ax.imshow(thumbnail(images[i]), interpolation="nearest")  # the real pixels, no smoothing
+        ax.set_title(_tile_title(preds, humans, i, predicted_std), fontsize=8)
     fig.suptitle(_GRID_TITLES[kind])
-    fig.tight_layout()
+    fig.tight_layout(h_pad=1.2)
     return fig
 
 

@@ -108,3 +108,41 @@ def summarise(counts, scale: tuple[int, int] = (1, 5)) -> pd.DataFrame:
         table[f"c{k + 1}"] = c[:, k] / n
     table["n_ratings"] = n.astype(int)
     return pd.DataFrame(table)
+
+
+def repeated_study_agreement(fractions, n_ratings, n_splits: int = 10, seed: int = 0) -> float:
+    """How closely a repeated study of the same images, with as many raters, would reproduce each
+    image's rating spread: the correlation of the two halves' standard deviations when every image's
+    ratings are split at random in two (``n_splits`` times, averaged), stepped up to the full number
+    of raters by the Spearman-Brown formula r = 2 r_half / (1 + r_half).
+
+    ``fractions``: the rating histograms (N, 5), fractions of each rating (KonIQ-10k's ``c1..c5``);
+    ``n_ratings``: the raters per image. A model that sees only the image is not expected to
+    correlate with this study's spread above it (chapter 05 measures the same on simulated repeated
+    studies); ``deqa.plots.spread_calibration`` draws it. NaN with fewer than 3 usable images."""
+    hist = np.asarray(fractions, dtype=float)
+    n = np.asarray(n_ratings, dtype=float).reshape(-1)
+    if hist.ndim != 2 or hist.shape[1] != 5 or len(n) != len(hist):
+        raise DeqaError(f"repeated_study_agreement: need (N, 5) fractions and N counts, got {hist.shape} "
+                        f"and {n.shape}")
+    usable = np.all(np.isfinite(hist), axis=1) & np.isfinite(n) & (n >= 4)
+    counts = np.rint(hist[usable] * n[usable, None]).astype(np.int64)
+    if len(counts) < 3:
+        return float("nan")
+    rng = _rng(seed)
+    values = []
+    for _ in range(n_splits):
+        # the first half: total // 2 ratings drawn without replacement, one rating value at a time
+        first = np.zeros_like(counts)
+        left, wanted = counts.sum(axis=1), counts.sum(axis=1) // 2
+        for k in range(4):
+            first[:, k] = rng.hypergeometric(counts[:, k], left - counts[:, k], wanted)
+            left, wanted = left - counts[:, k], wanted - first[:, k]
+        first[:, 4] = wanted
+        sd_a, sd_b = (summarise(half)["std"].to_numpy() for half in (first, counts - first))
+        if np.ptp(sd_a) > 0 and np.ptp(sd_b) > 0:
+            values.append(np.corrcoef(sd_a, sd_b)[0, 1])
+    if not values:
+        return float("nan")
+    r_half = float(np.mean(values))
+    return 2 * r_half / (1 + r_half)

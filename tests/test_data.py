@@ -465,3 +465,44 @@ def test_deqa_json_bad_level_probs(tmp_path):
     (tmp_path / "train_toy.json").write_text(json.dumps(bad))
     with pytest.raises(DeqaError, match=r"train_toy\.json: row 2 \(image 'koniq/a.jpg'\): level_probs"):
         data.read_metadata(tmp_path / "train_toy.json")
+
+
+# ------------------------------------------------------------------ distortions from file names
+@pytest.mark.parametrize("folder, file, families, levels, refs", [
+    ("kadid10k", "meta_info_KADID10kDataset.csv", 25, (1, 2, 3, 4, 5), 81),
+    ("tid2013", "meta_info_TID2013Dataset.csv", 24, (1, 2, 3, 4, 5), 25),
+    ("tid2008", "meta_info_TID2008Dataset.csv", 17, (1, 2, 3, 4), 25),
+    ("csiq", "meta_info_CSIQDataset.csv", 6, (1, 2, 3, 4, 5), 30),
+])
+def test_every_published_file_name_gives_its_family_level_and_reference(real_iqa, folder, file, families,
+                                                                        levels, refs):
+    from deqa import formats
+
+    table = data.read_metadata(real_iqa / folder / file)
+    found = formats.distortions(table)
+    assert found["family"].notna().all()  # every name of the real file parses
+    assert found["family"].nunique() == families and found["ref"].str.upper().nunique() == refs
+    assert tuple(sorted(found["level"].astype(int).unique())) == levels
+    if folder != "csiq":  # a full factorial design: every reference has every family at every level
+        assert len(table) == families * len(levels) * refs
+    else:  # CSIQ: 150 images of each type, 116 contrast ones (MANIFEST)
+        counts = found["family"].value_counts()
+        assert counts["contrast decrement"] == 116 and (counts.drop("contrast decrement") == 150).all()
+
+
+def test_distortion_names_and_the_synthetic_columns():
+    from deqa import formats
+
+    assert formats.parse_distortion("KADID10K/images/I01_03_02.png") == ("motion blur", 2, "I01")
+    assert formats.parse_distortion("i25_17_4.bmp") == ("contrast change", 4, "I25")  # TID, lower case
+    assert formats.parse_distortion("dst_imgs/awgn/shroom.AWGN.1.png") == ("white noise", 1, "shroom")
+    assert formats.parse_distortion("child_swimming.jpeg2000.3.png") == ("jpeg2000", 3, "child_swimming")
+    assert formats.parse_distortion("I01_30_02.png") is None  # no KADID type 30
+    assert formats.parse_distortion("koniq/10004473376.jpg") is None
+    table = pd.DataFrame({"image": ["s/a_blur2.png", "s/a_pristine0.png", "I02_10_05.png", "x.jpg"],
+                          "distortion": ["blur", "pristine", None, None], "level": [2, 0, None, None],
+                          "scene": ["a", "a", None, None]})
+    found = formats.distortions(table)
+    assert found["family"].tolist() == ["blur", "pristine", "jpeg", None]
+    assert found["level"].tolist()[:3] == [2, 0, 5] and np.isnan(found["level"].iloc[3])
+    assert found["ref"].tolist() == ["a", "a", "I02", None]

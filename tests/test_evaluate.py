@@ -188,3 +188,101 @@ def test_prediction_rows_that_are_not_distributions_are_refused(case, tmp_path, 
     line = _error(capsys)
     assert "preds.csv: row 5 (image '/data/a/imgs/04.png')" in line
     assert ("std is negative (-1)" if case == "negative std" else "are not probabilities") in line
+
+
+@pytest.mark.slow
+def test_pooled_row_and_bootstrap_intervals(tmp_path, capsys):
+    from deqa import cli, metrics
+
+    meta, preds = _toy_tables()
+    rng = np.random.default_rng(2)
+    noisy = preds.assign(score=preds["score"] + rng.normal(0, 0.4, len(preds)))
+    table = evaluate.evaluate_table(noisy, meta, pooled=True, n_boot=50, seed=3)
+    assert list(table.index) == ["a", "b", evaluate.POOLED]
+    joined = evaluate.join_predictions(noisy, meta)
+    assert table.loc["pooled", "n"] == 19
+    assert table.loc["pooled", "srcc"] == pytest.approx(metrics.srcc(joined["score"], joined["mu"]))
+    assert table.loc["pooled", "w2"] == pytest.approx(np.mean(np.sqrt(
+        (joined["score"] - joined["mu"]) ** 2 + (joined["std"] - joined["sigma"]) ** 2)))
+    expected = metrics.bootstrap("srcc", joined["score"], joined["mu"], n_boot=50, seed=3)
+    assert (table.loc["pooled", "srcc_low"], table.loc["pooled", "srcc_high"]) == (expected.low, expected.high)
+    assert (table["srcc_low"] <= table["srcc"]).all() and (table["srcc"] <= table["srcc_high"]).all()
+    # the pool of workers gives the same numbers
+    again = evaluate.evaluate_table(noisy, meta, pooled=True, n_boot=50, seed=3, workers=2)
+    pd.testing.assert_frame_equal(table, again)
+    args = _write(tmp_path, meta, noisy)
+    assert cli.main(["evaluate", "--json", "--n-boot", "50", *args]) == 0
+    report = json.loads(capsys.readouterr().out)
+    from_file = evaluate.evaluate_table(noisy, evaluate.read_all_metadata([args[1]]), pooled=True, n_boot=50)
+    assert report["pooled"]["n"] == 19  # the CSV does not say that b is a DMOS: other numbers than above
+    for col in ("srcc", "srcc_low", "srcc_high", "plcc_logistic_low", "krcc", "w2"):
+        assert report["pooled"][col] == from_file.loc["pooled", col], col
+    assert report["predictions"]["format"] == "deqa"
+    assert cli.main(["evaluate", *args]) == 0
+    out = capsys.readouterr().out
+    assert "pooled" in out and "every data set together" in out
+    assert cli.main(["evaluate", "--n-boot", "20", *args]) == 0
+    assert "[" in capsys.readouterr().out.splitlines()[2]  # a correlation with its interval
+
+
+def test_score_only_predictions_on_their_own_scale(tmp_path, capsys):
+    from deqa import cli
+
+    meta, preds = _toy_tables()
+    joined = evaluate.join_predictions(preds, meta)
+    dmos = pd.DataFrame({"file_name": preds["image"], "dmos": 100 - 20 * preds["score"]})  # lower is better
+    dmos.to_csv(tmp_path / "dmos.csv", index=False)
+    meta.to_csv(tmp_path / "meta.csv", index=False)
+    assert cli.main(["evaluate", "--json", "--lower-better", "--score-col", "dmos", str(tmp_path / "dmos.csv"),
+                     str(tmp_path / "meta.csv")]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["datasets"][0]["srcc"] == pytest.approx(1.0) and report["datasets"][0]["kl"] is None
+    assert report["predictions"]["format"] == "scores" and "lower is better" in report["predictions"]["scale"]
+    assert len(joined) == 19
+    assert cli.main(["evaluate", str(tmp_path / "dmos.csv"), str(tmp_path / "meta.csv"), "--score-col", "dmos"]) == 0
+    out = capsys.readouterr().out
+    assert "score-only predictions on their own scale" in out
+    srcc_b = float(out.splitlines()[2].split()[4])  # b's SRCC against the raw DMOS: -1 (not flipped)
+    assert srcc_b == pytest.approx(-1.0)
+
+
+def test_no_match_names_both_sides(tmp_path, capsys):
+    from deqa import cli
+
+    meta, preds = _toy_tables()
+    elsewhere = preds.assign(image=[f"x{i}.jpg" for i in range(len(preds))])
+    assert cli.main(["evaluate", *_write(tmp_path, meta, elsewhere)]) == 2
+    line = _error(capsys)
+    assert "0 of 20 matched" in line and "'x0.jpg', 'x1.jpg'" in line and "'imgs/00.png', 'imgs/01.png'" in line
+
+
+def test_distortion_table_per_family_and_strength():
+    rng = np.random.default_rng(0)
+    rows = []
+    for scene in range(12):
+        rows.append({"image": f"s{scene}_pristine0.png", "distortion": "pristine", "level": 0, "scene": f"s{scene}"})
+        for family in ("blur", "noise"):
+            for level in (1, 2, 3):
+                rows.append({"image": f"s{scene}_{family}{level}.png", "distortion": family, "level": level,
+                             "scene": f"s{scene}"})
+    joined = pd.DataFrame(rows).assign(dataset="synth")
+    joined["mu"] = 5 - joined["level"] + rng.normal(0, 0.3, len(joined))
+    joined["score"] = joined["mu"] + rng.normal(0, 0.3, len(joined))
+    kadid = pd.DataFrame({"image": [f"I{r:02d}_01_0{k}.png" for r in (1, 2, 3) for k in (1, 2, 3, 4, 5)],
+                          "dataset": "kadid10k"})
+    kadid["mu"] = 6 - kadid["image"].str[-5].astype(int) + rng.normal(0, 0.2, len(kadid))
+    kadid["score"] = kadid["mu"] + rng.normal(0, 0.2, len(kadid))
+    table = evaluate.distortion_table(pd.concat([joined, kadid], ignore_index=True), n_boot=100)
+    fam = table[(table["dataset"] == "synth") & (table["by"] == "family")].set_index("group")
+    assert fam["n"].to_dict() == {"blur": 48, "noise": 48}  # 36 distorted + the 12 pristine images
+    blur = (joined["distortion"] == "blur") | (joined["level"] == 0)
+    from deqa import metrics
+
+    assert fam.loc["blur", "srcc"] == pytest.approx(metrics.srcc(joined["score"][blur], joined["mu"][blur]))
+    strength = table[(table["dataset"] == "synth") & (table["by"] == "strength")]
+    assert strength["group"].tolist() == [0, 1, 2, 3] and strength["n"].tolist() == [12, 24, 24, 24]
+    k = table[table["dataset"] == "kadid10k"]
+    assert k[k["by"] == "family"]["group"].tolist() == ["gaussian blur"]  # parsed from the file names
+    assert k[k["by"] == "strength"]["n"].tolist() == [3] * 5
+    assert ((table["srcc_low"] <= table["srcc"]) & (table["srcc"] <= table["srcc_high"])).all()
+    assert set(table.attrs["replicates"]) == {(d, b, g) for d, b, g in zip(table["dataset"], table["by"], table["group"])}

@@ -134,3 +134,64 @@ def test_gaussian_js_is_the_published_formula():
     gaps = metrics.distribution_gaps(m2, s2, m1, s1)
     assert list(gaps.columns) == ["kl", "w2", "js_gaussian"]
     np.testing.assert_allclose(gaps["js_gaussian"], js, atol=1e-12)
+
+
+# ------------------------------------------------------------------------------------- bootstrap
+def _resampled(x, y, counts, f):
+    """The statistic on each resample, written out by repeating the items (the reference)."""
+    out = []
+    for row in counts:
+        idx = np.repeat(np.arange(len(x)), row)
+        out.append(f(x[idx], y[idx]))
+    return np.array(out)
+
+
+def test_bootstrap_replicates_are_the_statistic_on_each_resample(scores):
+    x, y = scores
+    x, y = np.round(x, 1), np.round(y, 1)  # ties, which the resamples multiply
+    counts = np.concatenate(list(metrics.bootstrap_counts(len(x), 150, seed=4)))
+    assert counts.shape == (150, len(x)) and np.all(counts.sum(1) == len(x))
+    checks = {"srcc": lambda a, b: stats.spearmanr(a, b).statistic,
+              "plcc": lambda a, b: stats.pearsonr(a, b).statistic,
+              "krcc": lambda a, b: stats.kendalltau(a, b).statistic}
+    for name, f in checks.items():
+        result = metrics.bootstrap(name, x, y, n_boot=150, seed=4)
+        assert np.allclose(result.replicates, _resampled(x, y, counts, f), atol=1e-12), name
+        assert result.estimate == pytest.approx(f(x, y), abs=1e-12)
+        assert result.low == pytest.approx(np.quantile(result.replicates, 0.025))
+        assert result.high == pytest.approx(np.quantile(result.replicates, 0.975))
+        assert result.low < result.estimate < result.high
+    logistic = metrics.bootstrap("plcc_logistic", x[:120], y[:120], n_boot=20, seed=1)
+    refit = _resampled(x[:120], y[:120], np.concatenate(list(metrics.bootstrap_counts(120, 20, 1))),
+                       lambda a, b: metrics.plcc_logistic_checked(a, b)[0])
+    assert np.allclose(logistic.replicates, refit, atol=1e-4)  # refitted in every resample
+
+
+def test_bootstrap_is_seeded_and_shares_resamples(scores):
+    x, y = scores
+    a = metrics.bootstrap("srcc", x, y, n_boot=200, seed=7)
+    assert tuple(a[:3]) == tuple(metrics.bootstrap("srcc", x, y, n_boot=200, seed=7)[:3])
+    assert a.low != metrics.bootstrap("srcc", x, y, n_boot=200, seed=8).low
+    together = metrics.bootstrap_all(("plcc", "srcc"), x, y, n_boot=200, seed=7)
+    assert np.array_equal(together[1].replicates, a.replicates)
+    # a callable statistic, and a cluster bootstrap: every resample holds whole groups
+    groups = np.repeat(np.arange(30), 10)
+    counts = np.concatenate(list(metrics.bootstrap_counts(len(x), 50, seed=2, groups=groups)))
+    assert np.all(counts.reshape(50, 30, 10).std(axis=2) == 0)  # the ten images of a group go together
+    mean_diff = metrics.bootstrap(lambda a, b: float(np.mean(a - b)), x, y, n_boot=100, groups=groups)
+    assert mean_diff.estimate == pytest.approx(float(np.mean(x - y)))
+    with pytest.raises(DeqaError, match="unknown statistic"):
+        metrics.bootstrap("auc", x, y)
+
+
+def test_paired_bootstrap_of_a_difference(scores):
+    x, y = scores
+    same = metrics.paired_bootstrap("srcc", x, x, y, n_boot=100)
+    assert same.estimate == 0 and same.low == 0 and same.high == 0
+    noisy = x + np.random.default_rng(1).normal(0, 1.0, len(x))
+    diff = metrics.paired_bootstrap("srcc", x, noisy, y, n_boot=300)
+    assert diff.estimate == pytest.approx(metrics.srcc(x, y) - metrics.srcc(noisy, y))
+    assert diff.low > 0  # the noisier predictor is worse, beyond resampling noise
+    # pairing: the interval of the difference is narrower than the two intervals side by side
+    a, b = metrics.bootstrap("srcc", x, y, n_boot=300), metrics.bootstrap("srcc", noisy, y, n_boot=300)
+    assert diff.high - diff.low < (a.high - a.low) + (b.high - b.low)

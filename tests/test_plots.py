@@ -171,3 +171,72 @@ def test_training_curves_from_a_run_folder(tmp_path):
     (tmp_path / "bad.jsonl").write_text('{"step": 1, "loss": 1}\nnot json\n')
     with pytest.raises(DeqaError, match="line 2"):
         plots.training_curves(tmp_path / "bad.jsonl")
+
+
+def _two_sets(n=40, seed=3):
+    rng = np.random.default_rng(seed)
+    frames = []
+    for name in ("set-a", "set $b$"):
+        mu = rng.uniform(1, 5, n)
+        frames.append(pd.DataFrame({"dataset": name, "mu": mu, "score": mu + rng.normal(0, 0.3, n),
+                                    "sigma": rng.uniform(0.4, 1.0, n), "std": rng.uniform(0.5, 0.8, n)}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_panels_per_data_set_and_pooled(tmp_path):
+    table = _two_sets()
+    fig = plots.scatter_panels(table)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles[0].startswith("set-a\nPLCC (logistic)") and titles[1].startswith(r"set \$b\$")  # $ as text
+    assert titles[2].startswith("pooled") and f"n = {len(table)}" in titles[2]
+    part = table[table["dataset"] == "set-a"]
+    assert f"SRCC {metrics.srcc(part['score'], part['mu']):.3f}" in titles[0]
+    other = table.assign(score=table["score"] + 0.5)
+    fig2 = plots.scatter_panels(table, other, names=("A", "B"))
+    assert "A: PLCC" in fig2.axes[0].get_title() and "B: PLCC" in fig2.axes[0].get_title()
+    assert len(fig2.axes[0].collections) == 2  # both models' points
+    first, second = _save_twice(fig2, "scatter", tmp_path)
+    assert first == second
+    cal = plots.calibration_panels(table, study_r={"set-a": 0.36})
+    assert "a perfect prediction: slope 0.36, corr 0.60" in cal.axes[0].get_title()
+    assert "perfect" not in cal.axes[1].get_title()
+    line = [ln for ln in cal.axes[0].lines if ln.get_linestyle() == ":"][0]
+    x, y = line.get_xydata().T
+    mean = part["sigma"].mean()
+    assert np.allclose(y, mean + 0.36 * (x - mean))  # through the mean, slope r
+    dens = plots.score_density(table)
+    assert [ln.get_label() for ln in dens.axes[0].lines] == ["human mu", "predicted score"]
+    assert dens.axes[0].get_ylim()[0] == 0
+
+
+def test_distortion_srcc_boxes_and_tiles_with_families(joined):
+    from deqa import evaluate
+
+    rng = np.random.default_rng(0)
+    rows = [{"image": f"I{r:02d}_{f:02d}_0{k}.png", "dataset": "kadid10k"}
+            for r in range(1, 5) for f in (1, 10) for k in (1, 2, 3, 4, 5)]
+    table = pd.DataFrame(rows)
+    table["mu"] = 6 - table["image"].str[-5].astype(int) + rng.normal(0, 0.3, len(table))
+    table["score"] = table["mu"] + rng.normal(0, 0.4, len(table))
+    results = evaluate.distortion_table(table, n_boot=50)
+    fig = plots.distortion_srcc(results, overall={"kadid10k": 0.9})
+    family_ax, strength_ax = fig.axes[:2]
+    assert [t.get_text() for t in family_ax.get_yticklabels()] == ["gaussian blur (n = 20)", "jpeg (n = 20)"]
+    assert len(strength_ax.get_yticklabels()) == 5
+    assert family_ax.lines[-1].get_xdata()[0] == 0.9  # the data set's SRCC, dashed
+    # grid tiles: data set, family and strength, prediction, human
+    images, df = joined
+    df = df.assign(dataset="kadid10k", family=["jpeg", "white noise", None, "jpeg", "pristine", "jpeg"],
+                   level=[3, 1, np.nan, 2, 0, 5])
+    grid = plots.prediction_grid([None] * 6, df, kind="worst", n=6, ncols=3)
+    titles = {ax.get_title().split("\n")[1]: ax.get_title() for ax in grid.axes if ax.get_title()}
+    assert "jpeg, strength 3" in titles and "white noise, strength 1" in titles and "pristine" in titles
+    assert all(t.startswith("kadid10k\n") for t in titles.values())
+    assert any(t.get_text() == "image not found" for ax in grid.axes for t in ax.texts)
+
+
+def test_distribution_panels_without_images(joined):
+    _, df = joined
+    fig = plots.distribution_panels(None, df.iloc[:4], titles=["a", "b", "c", "d"], ncols=4)
+    assert len(fig.axes) == 4 and all(ax.get_title().split("\n")[0] in "abcd" for ax in fig.axes)
+    assert not any(ax.images for ax in fig.axes)
