@@ -196,7 +196,7 @@ def _draw_fidelity(state):
         slope.plot(g, np.abs(fidelity_slope(g, state["p"])), color=fid_c, label="fidelity")
         slope.plot(g, np.abs(bce_slope(g, state["p"])), color=bce_c, ls="--", label="BCE")
     slope.plot([x, x], [max(abs(state["fidelity_slope"]), 1e-3), min(max(abs(state["bce_slope"]), 1e-3), 1e7)],
-               "o", color=plots.ACCENT_COLOR, label=r"($\hat P$, P)")
+               "o", color="k", label=r"($\hat P$, P)")
     slope.axvline(state["p"], color="grey", ls=":", lw=1)
     slope.set(yscale="log", ylim=(1e-3, 1e7), xlabel=r"predicted $\hat P$", ylabel=r"|dL/d$\hat P$| (log scale)",
               title=f"slope: fidelity {state['fidelity_slope']:.3g}, BCE {state['bce_slope']:.3g}")
@@ -274,8 +274,8 @@ def _draw_pair(state):
     ops.legend(loc="upper left", fontsize=7)
     gap, sd_d = state["mu_a"] - state["mu_b"], max(np.hypot(state["sigma_a"], state["sigma_b"]), 1e-3)
     d = np.linspace(gap - 4 * sd_d, gap + 4 * sd_d, 400)
-    diff.plot(d, norm.pdf(d, gap, sd_d), color=plots.ACCENT_COLOR)
-    diff.fill_between(d[d > 0], norm.pdf(d[d > 0], gap, sd_d), color=plots.ACCENT_COLOR, alpha=0.3,
+    diff.plot(d, norm.pdf(d, gap, sd_d), color=plots.HUMAN_COLOR)
+    diff.fill_between(d[d > 0], norm.pdf(d[d > 0], gap, sd_d), color=plots.HUMAN_COLOR, alpha=0.25,
                       label=f"P(A > B) = {state['p']:.3f}")
     diff.axvline(0, color="k", lw=0.8)
     diff.set(title=f"difference of opinions (z = {state['gap_z']:.2f})", xlabel="opinion A − opinion B", ylabel="density")
@@ -372,7 +372,7 @@ def _draw_range_conflict(state):
     from . import plots
 
     fig, (tgt, lab, pair) = _figure(3, 13.0, 3.5)
-    colors = {"full": plots.HUMAN_COLOR, "band": plots.ACCENT_COLOR}
+    colors = {"full": plots.dataset_color("full_1to5"), "band": plots.dataset_color("high_0to100")}
     names = {"full": "full_1to5", "band": "band_0to100"}
     for key in ("full", "band"):
         tgt.scatter(state[f"z_{key}"], state[f"mu_{key}"], s=5, alpha=0.5, color=colors[key], label=names[key])

@@ -11,9 +11,11 @@ panel per data set and pooled: ``scatter_panels``, ``calibration_panels``, ``sco
 ``distortion_srcc`` (SRCC per distortion family and strength with bootstrap intervals). Chapter 05 and
 ``python -m deqa report`` draw through the same functions.
 
-One colour per concept: ``LEVEL_COLORS`` for the five levels only, ``HUMAN_COLOR`` / ``MODEL_COLOR``
-for human vs predicted (``OTHER_MODEL_COLOR`` for a second model beside it), ``ACCENT_COLOR`` for a
-fitted curve, ``LOSS_COLORS`` for the parts of the loss.
+One colour per concept, in the table below: ``LEVEL_COLORS`` for the five levels only, ``HUMAN_COLOR`` /
+``MODEL_COLOR`` for human vs predicted (``OTHER_MODEL_COLOR`` for a second model beside it),
+``LABEL_COLORS`` for the published label and the projection, ``DATASET_COLORS`` (``dataset_color``) and
+``FAMILY_COLORS`` for data sets and distortion families, ``OBJECTIVE_COLORS`` / ``LOSS_COLORS`` for the
+objectives and the parts of the loss, ``REFERENCE_COLOR`` for fits, bounds and reference lines.
 """
 from __future__ import annotations
 
@@ -29,23 +31,60 @@ from .formats import HISTOGRAM
 from .levels import CENTERS, LABEL_COLUMNS, LEVELS, PROB_COLUMNS
 
 DPI = 120
-#: one colour per level, bad..excellent (red -> green), used wherever levels are drawn
+# ------------------------------------------------------------------ one colour, one meaning
+# The key (chapter 01 and README): blue = a model's prediction; slate = human data; purple = the
+# published soft label; teal = the information projection; red -> green = the five levels; grey = fits,
+# bounds and reference lines; every data set and every distortion family has its own fixed colour.
+#: the five levels, bad..excellent (a red -> green scale used for levels and nothing else)
 LEVEL_COLORS = ("#c0392b", "#e67e22", "#f1c40f", "#7dbb42", "#1e8449")
+#: human data: ratings, MOS, std, the crowd, a human-rated image
 HUMAN_COLOR = "#34495e"
+#: a model's prediction, reserved for it: nothing else is drawn in this blue
 MODEL_COLOR = "#2e86c1"
-#: a second model compared with the first (``python -m deqa report --compare``)
-OTHER_MODEL_COLOR = "#d35400"
-ACCENT_COLOR = "#8e44ad"
-#: distortion families of the synthetic data (never the level colours: those mean levels)
-FAMILY_COLORS = {"blur": "#4c72b0", "noise": "#8172b3", "jpeg": "#937860", "contrast": "#da8bc3"}
-#: training objectives, in the chapter-03 toy and the chapter-06 ablation alike: absolute targets
-#: (one-hot CE, soft-label KL, rescaled MSE) in light colours, objectives with the fidelity loss in
-#: dark ones (soft-label KL + fidelity navy, the fidelity loss alone dark purple)
-OBJECTIVE_COLORS = {"onehot_ce": "#8c8c8c", "soft_kl": "#64b5cd", "absolute": "#64b5cd",
-                    "mse_rescaled": "#c2a5cf", "soft_kl_fid": "#1f3a93", "fidelity": "#5e2a84"}
-#: data sets, by their order of appearance in a figure
-DATASET_COLORS = ("#444444", "#a6761d", "#7570b3", "#e7298a")
+#: a second model compared with the first (``python -m deqa report --compare``): a lighter blue
+OTHER_MODEL_COLOR = "#7fb3d5"
+#: fitted curves (the logistic, a calibration line), bounds and reference lines
+REFERENCE_COLOR = "#7f8c8d"
+#: the two soft labels of chapter 02
+LABEL_COLORS = {"published": "#8e44ad", "projection": "#16a085"}
+#: the soft-label modes of notebooks 02 and 02b: the two labels, and the active set in a tint of the
+#: published adjustment it re-solves
+MODE_COLORS = {"reference": LABEL_COLORS["published"], "projection": LABEL_COLORS["projection"],
+               "active_set": "#c39bd3"}
+#: every data set by name: the synthetic sets of chapters 04-06, the co-training toy's sets of chapter 03
+#: (each coloured as the synthetic set that plays its part) and the real sets of chapters 01-02
+DATASET_COLORS = {
+    "synth-koniq": "#424242", "full_1to5": "#424242", "koniq10k": "#424242",
+    "synth-spaq": "#b9770e", "heldout_0to10": "#b9770e", "spaq": "#b9770e",
+    "synth-high": "#ad1457", "high_0to100": "#ad1457",
+    "synth-low": "#4e342e", "low_dmos": "#4e342e",
+    "kadid10k": "#1b5e20", "live_challenge": "#ff6f00", "livec": "#ff6f00",
+    "KonIQ-10k": "#424242", "KADID-10k": "#1b5e20", "LIVE-Challenge": "#ff6f00",
+}
+#: data sets not named above take one of these, by a hash of the name (the same name, the same colour)
+_MORE_DATASET_COLORS = ("#5d6d7e", "#7d6608", "#641e16", "#0e6251", "#6c3483", "#1a5276")
+#: distortion families, in hues no data set uses (the pristine images in near-black)
+FAMILY_COLORS = {"pristine": "#17202a", "blur": "#00acc1", "noise": "#e53935", "jpeg": "#9575cd",
+                 "contrast": "#f48fb1"}
+#: training objectives (the chapter-03 toy and the chapter-06 ablation): greys without a distribution
+#: (one-hot CE, rescaled MSE), gold for the soft-label KL, crimson for the fidelity loss, orange for both
+OBJECTIVE_COLORS = {"onehot_ce": "#95a5a6", "mse_rescaled": "#bdc3c7", "soft_kl": "#d4ac0d", "absolute": "#d4ac0d",
+                    "fidelity": "#a93226", "soft_kl_fid": "#d35400"}
+#: the parts of the DeQA loss in a training log, coloured as the objectives they come from
+LOSS_COLORS = {"kl": OBJECTIVE_COLORS["soft_kl"], "ce": OBJECTIVE_COLORS["onehot_ce"],
+               "fid": OBJECTIVE_COLORS["fidelity"], "loss": "k"}
 
+
+def dataset_color(name) -> str:
+    """The colour of data set ``name``: ``DATASET_COLORS`` when it is there, else one of a few more
+    colours chosen by a hash of the name, so that a data set keeps its colour in every figure."""
+    import hashlib
+
+    name = str(name)
+    if name in DATASET_COLORS:
+        return DATASET_COLORS[name]
+    digest = int(hashlib.sha1(name.encode()).hexdigest(), 16)
+    return _MORE_DATASET_COLORS[digest % len(_MORE_DATASET_COLORS)]
 
 
 def plain(text, limit: int = 60) -> str:
@@ -55,11 +94,6 @@ def plain(text, limit: int = 60) -> str:
     if len(text) > limit:
         text = text[: limit - 3] + "..."
     return text.replace("$", r"\$")
-#: the soft-label modes of notebook 02: the published builder, the earlier active set (a light blue) and
-#: the default information projection (the dark blue of the same family)
-MODE_COLORS = {"reference": ACCENT_COLOR, "active_set": "#85c1e9", "projection": MODEL_COLOR}
-#: the parts of the DeQA loss in a training log (chapter 04's curves and ``training_curves`` alike)
-LOSS_COLORS = {"kl": MODEL_COLOR, "ce": HUMAN_COLOR, "fid": ACCENT_COLOR, "loss": "k"}
 
 _STYLE = {
     "figure.dpi": DPI,
@@ -302,7 +336,7 @@ def _point_style(n: int) -> dict:
 
 
 def score_scatter(pred, mos, ax=None, label: str | None = None, color: str = MODEL_COLOR,
-                  fit_color: str = ACCENT_COLOR, title: bool = True):
+                  fit_color: str = REFERENCE_COLOR, title: bool = True):
     """Predicted score against human score with the fitted 4-parameter logistic; the title gives the
     PLCC after the logistic (the published protocol) and the SRCC. ``color`` / ``fit_color``: the
     points' and the curve's (a second model drawn on the same axes takes others)."""
@@ -388,7 +422,7 @@ def spread_calibration(predicted_std, human_std, ax=None, bins: int = 8, color: 
     ax.plot(bx, by, "o-", color=color, lw=1.6, ms=5, mec="white", label=f"{name}binned mean")
     slope, intercept = _fit_line(human_std, predicted_std)
     if np.isfinite(slope):
-        ax.plot([0, top], [intercept, intercept + slope * top], color=ACCENT_COLOR if reference else color,
+        ax.plot([0, top], [intercept, intercept + slope * top], color=REFERENCE_COLOR if reference else color,
                 lw=1.6, ls="-" if reference else "-.", label=f"{name}fitted line (slope {slope:.2f})")
     ax.set_xlim(0, top)
     ax.set_ylim(0, top)
@@ -602,7 +636,7 @@ def distortion_srcc(results, overall: dict | None = None):
             ax.scatter(part["srcc"], np.arange(len(order)), color=HUMAN_COLOR, s=18, zorder=3,
                        label="SRCC on the group's images")
             if overall and np.isfinite(overall.get(name, np.nan)):
-                ax.axvline(overall[name], color=ACCENT_COLOR, ls="--", lw=1.2, label="SRCC of the whole data set")
+                ax.axvline(overall[name], color=REFERENCE_COLOR, ls="--", lw=1.2, label="SRCC of the whole data set")
             shown = [("pristine" if by == "strength" and g == "0" else plain(g, 30)) for g in order]
             ax.set_yticks(np.arange(len(order)), [f"{g} (n = {n})" for g, n in zip(shown, part["n"])], fontsize=8)
             ax.set_ylabel("")
@@ -747,7 +781,7 @@ def training_curves(run_dir_or_log_path):
         raise DeqaError("the training log has no numeric values to plot besides the step")
     use_style()
     fig, axes = plt.subplots(1, len(groups), figsize=(4.2 * len(groups), 3.9), squeeze=False)
-    palette = (*DATASET_COLORS, MODEL_COLOR, ACCENT_COLOR)
+    palette = ("k", REFERENCE_COLOR, "#5d6d7e")   # curves that are neither a loss part nor a data set
     for ax, (name, ks) in zip(axes.flat, groups.items()):
         others = 0
         for key in ks:
@@ -755,6 +789,8 @@ def training_curves(run_dir_or_log_path):
             steps, values = np.array(pts, dtype=float).T
             if name == "training losses" and key in LOSS_COLORS:
                 color = LOSS_COLORS[key]
+            elif "/" in key:   # a metric of one data set (val_srcc/synth-koniq): that data set's colour
+                color = dataset_color(key.split("/", 1)[1])
             else:
                 color, others = palette[others % len(palette)], others + 1
             ax.plot(steps, values, marker="o" if len(pts) < 30 else None, ms=3, lw=1.4, color=color,

@@ -161,7 +161,7 @@ def test_training_curves_from_a_run_folder(tmp_path):
     lines = {line.get_label(): line for line in fig.axes[0].lines}
     assert sorted(lines) == ["ce", "fid", "kl", "total L"]
     # the same colour for the same loss part as chapter 04, a log axis, legends outside the data
-    assert lines["kl"].get_color() == plots.LOSS_COLORS["kl"] and lines["fid"].get_color() == plots.ACCENT_COLOR
+    assert lines["kl"].get_color() == plots.LOSS_COLORS["kl"] and lines["fid"].get_color() == plots.LOSS_COLORS["fid"]
     assert fig.axes[0].get_yscale() == "log" and all(ax.get_xlabel() == "step" for ax in fig.axes)
     assert all(ax.get_ylabel() for ax in fig.axes)
     assert all(_legend_outside(ax.get_legend(), ax) for ax in fig.axes)
@@ -240,3 +240,24 @@ def test_distribution_panels_without_images(joined):
     fig = plots.distribution_panels(None, df.iloc[:4], titles=["a", "b", "c", "d"], ncols=4)
     assert len(fig.axes) == 4 and all(ax.get_title().split("\n")[0] in "abcd" for ax in fig.axes)
     assert not any(ax.images for ax in fig.axes)
+
+
+def test_one_colour_one_meaning():
+    """Data sets by name; families, labels, the model and the reference lines each in colours nothing else
+    in the table uses (the objectives and the loss parts share theirs on purpose: a loss part is coloured
+    as the objective it comes from)."""
+    assert isinstance(plots.DATASET_COLORS, dict) and "synth-koniq" in plots.DATASET_COLORS
+    groups = {"level": set(plots.LEVEL_COLORS), "dataset": set(plots.DATASET_COLORS.values()) | set(plots._MORE_DATASET_COLORS),
+              "family": set(plots.FAMILY_COLORS.values()), "label": set(plots.MODE_COLORS.values()),
+              "objective": set(plots.OBJECTIVE_COLORS.values()) | set(plots.LOSS_COLORS.values()) - {"k"},
+              "model": {plots.MODEL_COLOR, plots.OTHER_MODEL_COLOR}, "human": {plots.HUMAN_COLOR},
+              "reference": {plots.REFERENCE_COLOR}}
+    for a in groups:
+        for b in groups:
+            if a < b:
+                assert not groups[a] & groups[b], (a, b, groups[a] & groups[b])
+    assert len(set(plots.LABEL_COLORS.values())) == 2 and plots.MODE_COLORS["reference"] == plots.LABEL_COLORS["published"]
+    # the synthetic sets of one figure never share a colour; an unknown name gets the same colour every time
+    synth = [plots.dataset_color(n) for n in ("synth-koniq", "synth-spaq", "synth-high", "synth-low")]
+    assert len(set(synth)) == 4
+    assert plots.dataset_color("my-set") == plots.dataset_color("my-set") in plots._MORE_DATASET_COLORS
