@@ -11,6 +11,8 @@ from pathlib import Path
 from .errors import DeqaError
 
 METRICS_LOG = "metrics.jsonl"
+#: the keys of a log row that measure wall-clock time: they differ from run to run
+WALL_CLOCK_KEYS = ("seconds", "time", "elapsed", "wall_s")
 
 
 def log_path(run_dir_or_log_path) -> Path:
@@ -65,3 +67,13 @@ def append_row(path: Path, row: dict) -> None:
 
 def write_rows(path: Path, rows: list[dict]) -> None:
     Path(path).write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+
+
+def write_portable(run_dir_or_log_path, out_path) -> Path:
+    """Copy a run's log to ``out_path`` without its wall-clock fields (``WALL_CLOCK_KEYS``): what a
+    repeated run writes bit for bit (chapter 04 commits its log so; chapter 05 reads it back)."""
+    rows = [{k: v for k, v in row.items() if k not in WALL_CLOCK_KEYS} for row in read_log(run_dir_or_log_path)]
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    write_rows(out_path, rows)
+    return out_path

@@ -248,3 +248,12 @@ def test_gamma_is_stated_once(monkeypatch):
 
     assert train.TrainConfig(model="m", data=["d"], out="o", steps=1).loss_settings().gamma == losses.GAMMA
     assert runconfig.resolve_settings({})["gamma"] == losses.GAMMA
+
+
+def test_portable_log_drops_the_wall_clock(tmp_path):
+    from deqa import runlog
+
+    rows = [{"step": 10, "loss": 1.5, "seconds": 3.2}, {"step": 10, "val_srcc": 0.9, "time": 12.0}]
+    runlog.write_rows(tmp_path / "metrics.jsonl", rows)
+    out = runlog.write_portable(tmp_path, tmp_path / "copy" / "metrics.jsonl")
+    assert runlog.read_log(out) == [{"step": 10, "loss": 1.5}, {"step": 10, "val_srcc": 0.9}]
