@@ -210,7 +210,7 @@ class Collator:
         self._check_levels(levels)
         budget = image_budget()
         fingerprint = self.fingerprint()
-        if budget <= 0 or fingerprint in IMAGES.refused:
+        if budget <= 0 or fingerprint is None or fingerprint in IMAGES.refused:
             return self([load_image(p) for p in paths], levels, questions)
         try:
             keys = [(fingerprint, self.square, file_key(p)) for p in paths]
@@ -255,7 +255,7 @@ class Collator:
         from .setup import progress as progress_bar
 
         budget, fingerprint = image_budget(), self.fingerprint()
-        if budget <= 0 or fingerprint in IMAGES.refused:
+        if budget <= 0 or fingerprint is None or fingerprint in IMAGES.refused:
             return False
         try:
             keys = {(fingerprint, self.square, file_key(p)): p for p in paths}
@@ -298,12 +298,16 @@ class Collator:
                       "tensors; every batch is prepared from the image files", stacklevel=3)
         return self._direct(paths, decoded, levels, texts)
 
-    def fingerprint(self) -> str:
+    def fingerprint(self) -> str | None:
         """What the tensors of an image depend on besides the file: the processor's classes and its
-        image processor's settings (and the padding colour)."""
+        image processor's settings (and the padding colour); None when the settings cannot be
+        written out (then ``files`` prepares every batch directly)."""
         if self._fingerprint is None:
             ip = getattr(self.processor, "image_processor", None)
-            settings = ip.to_json_string() if hasattr(ip, "to_json_string") else repr(ip)
+            try:
+                settings = ip.to_json_string()
+            except Exception:  # no image processor, or settings that do not serialise
+                return None
             self._fingerprint = "\n".join((type(self.processor).__qualname__, type(ip).__qualname__, settings,
                                            repr(self.fill)))
         return self._fingerprint

@@ -152,6 +152,27 @@ def test_a_processor_whose_batches_are_not_joins_is_refused_and_gets_the_direct_
     assert _same_batch(col.files(paths[1:]), col([load_image(p) for p in paths[1:]]))
 
 
+def test_a_processor_without_written_settings_gets_the_direct_batch(loaded, tmp_path):
+    """An image processor whose settings cannot be written out has no fingerprint: nothing is kept."""
+    _, processor, ids = loaded
+
+    class Opaque:
+        def __init__(self, inner):
+            self.inner, self.image_processor, self.tokenizer = inner, object(), inner.tokenizer
+
+        def apply_chat_template(self, *a, **k):
+            return self.inner.apply_chat_template(*a, **k)
+
+        def __call__(self, **kw):
+            return self.inner(**kw)
+
+    paths = _images(tmp_path, [(40, 40)] * 2)
+    col = collate.Collator(Opaque(processor), ids, train=False)
+    assert col.fingerprint() is None
+    assert _same_batch(col.files(paths), collate.Collator(processor, ids)([load_image(p) for p in paths]))
+    assert len(process_cache.IMAGES) == 0 and not col.prepare_files(paths)
+
+
 # ------------------------------------------------------------------------- what is kept, and when not
 
 def test_a_rewritten_image_is_prepared_again(loaded, tmp_path):
