@@ -210,7 +210,7 @@ class Collator:
         self._check_levels(levels)
         budget = image_budget()
         fingerprint = self.fingerprint()
-        if budget <= 0 or fingerprint is None or fingerprint in IMAGES.refused:
+        if not paths or budget <= 0 or fingerprint is None or fingerprint in IMAGES.refused:
             return self([load_image(p) for p in paths], levels, questions)
         try:
             keys = [(fingerprint, self.square, file_key(p)) for p in paths]
