@@ -4,6 +4,8 @@ The prompt asks ``QUESTION`` about the image in the processor's own chat templat
 ``f"{ANSWER_PREFIX} {level}."``. The logits at the position just before the level word give the five
 level probabilities (``deqa.mllm.level_logits``). The same code serves the embedded tiny model and
 real hub models (LLaVA, Qwen2-VL, Idefics3...): image placeholders are expanded by the processor.
+``Collator.files`` makes the same batches from image files, preparing each image once per process
+(``deqa.process_cache``), for training and for scoring the same images again.
 Explained in notebook 04 (``04_finetune_mllm``).
 """
 from __future__ import annotations
@@ -14,6 +16,7 @@ import numpy as np
 import torch
 
 from .errors import DeqaError
+from .images import load_image
 from .levels import LEVELS
 from .losses import IGNORE_INDEX
 
@@ -166,6 +169,9 @@ class Collator:
         # Left padding shifts the positions of the shorter rows unless the model is told them. Models
         # with multimodal rotary positions (Qwen-VL) derive them from the attention mask themselves.
         self.with_position_ids = "qwen" not in type(processor).__name__.lower()
+        self._prompts: dict = {}  # question -> its prompt text
+        self._rows: dict = {}  # (prompt text, image size) -> (prompt tokens, per-token extras) (``files``)
+        self._fingerprint: str | None = None
 
     def prompt(self, question: str) -> str:
         """The chat template's text of the user turn (an image and ``question``) and the assistant's start."""
@@ -186,17 +192,184 @@ class Collator:
         return tail + self.tokenizer.encode(rest, add_special_tokens=False)
 
     def __call__(self, images, levels=None, questions=None) -> dict:
+        self._check_levels(levels)
+        imgs = [self._square(im) for im in images]
+        enc = self._encode(imgs, self._texts(questions, len(imgs)))
+        rows, extra_rows, image_part = _split_encoding(enc)
+        return self._assemble(rows, extra_rows, image_part, levels)
+
+    def files(self, paths, levels=None, questions=None) -> dict:
+        """The batch of the image files ``paths``: bit for bit ``self([load_image(p) for p in paths],
+        levels, questions)``, with each image decoded and preprocessed once per process
+        (``deqa.process_cache``). The processor's tensors of single images are joined along their
+        first dimension and the prompt tokens of an image depend only on its question and size; the
+        first batch of every processor is checked against the processor's own batch, and a processor
+        whose batches are not such a join (images padded to a common size...) gets the direct path."""
+        from .process_cache import IMAGES, file_key, image_budget, settled
+
+        self._check_levels(levels)
+        budget = image_budget()
+        fingerprint = self.fingerprint()
+        if not paths or budget <= 0 or fingerprint is None or fingerprint in IMAGES.refused:
+            return self([load_image(p) for p in paths], levels, questions)
+        try:
+            keys = [(fingerprint, self.square, file_key(p)) for p in paths]
+        except OSError:  # a missing file: load_image names it
+            return self([load_image(p) for p in paths], levels, questions)
+        texts = self._texts(questions, len(paths))
+        entries = [IMAGES.get(k) for k in keys]
+        # the images not kept, then a kept one for each (prompt, size) whose tokens are not known yet
+        decoded = {i: self._square(load_image(paths[i])) for i, e in enumerate(entries) if e is None}
+        wanted = {(texts[i], img.size) for i, img in decoded.items()}
+        for i, entry in enumerate(entries):
+            if entry is not None and (texts[i], entry[0]) not in self._rows and (texts[i], entry[0]) not in wanted:
+                decoded[i] = self._square(load_image(paths[i]))
+                wanted.add((texts[i], entry[0]))
+        if decoded:
+            # a processor's first batch is made of single images one by one, and checked below
+            made = self._prepare_singles(decoded, texts, alone=fingerprint not in IMAGES.verified)
+            if made is None:
+                return self._refuse(fingerprint, paths, decoded, levels, texts)
+            for i, (entry, nbytes) in made.items():
+                if settled(keys[i][2]):
+                    IMAGES.put(keys[i], entry, nbytes, budget)
+                entries[i] = entry
+        image_part = _join([tensors for _, tensors in entries])
+        if image_part is None:
+            return self._direct(paths, decoded, levels, texts)
+        rows, extra_rows = zip(*[self._rows[(text, size)] for text, (size, _) in zip(texts, entries)])
+        batch = self._assemble(list(rows), list(extra_rows), image_part, levels)
+        if fingerprint not in IMAGES.verified:
+            direct = self._direct(paths, decoded, levels, texts)
+            if not _same_batch(batch, direct):
+                return self._refuse(fingerprint, paths, decoded, levels, texts)
+            IMAGES.verified.add(fingerprint)
+        return batch
+
+    def prepare_files(self, paths, progress: bool = False, chunk: int = 64) -> bool:
+        """Prepare the images of ``paths`` not kept yet into the process's store (``files`` then finds
+        them all), as long as all of them fit its budget (images kept for other files make room, least
+        recently used first); True when they are all kept. A training run does this for its training
+        images: once per process, in large groups, rather than a few in every step of its first runs."""
+        from .process_cache import IMAGES, file_key, image_budget, settled
+        from .setup import progress as progress_bar
+
+        budget, fingerprint = image_budget(), self.fingerprint()
+        if budget <= 0 or fingerprint is None or fingerprint in IMAGES.refused:
+            return False
+        try:
+            keys = {(fingerprint, self.square, file_key(p)): p for p in paths}
+        except OSError:
+            return False
+        todo = [(k, p) for k, p in keys.items() if IMAGES.get(k) is None]
+        if not todo:
+            return True
+        if fingerprint not in IMAGES.verified:  # the first batch checks the processor (``files``)
+            first = [p for _, p in todo[:chunk]]
+            self.files(first, levels=[0] * len(first) if self.train else None)
+            todo = [(k, p) for k, p in todo if IMAGES.get(k) is None]
+            if fingerprint in IMAGES.refused:
+                return False
+        bar = progress_bar(total=len(todo), desc="preparing images", unit="img", leave=False, disable=not progress)
+        try:
+            for start in range(0, len(todo), chunk):
+                part = todo[start:start + chunk]
+                decoded = {i: self._square(load_image(p)) for i, (_, p) in enumerate(part)}
+                made = self._prepare_singles(decoded, [self.prompt_text] * len(part))
+                if made is None:
+                    return False
+                for i, (entry, n) in made.items():
+                    if settled(part[i][0][2]):
+                        IMAGES.put(part[i][0], entry, n, budget)
+                bar.update(len(part))
+                if sum(n for _, n in made.values()) * len(keys) / len(part) > budget:
+                    return False  # they would not all fit: ``files`` keeps what it can as it goes
+        finally:
+            bar.close()
+        return True
+
+    def _refuse(self, fingerprint: str, paths, decoded: dict, levels, texts) -> dict:
+        """Never assemble this processor's batches from single images again (in this process); the
+        batch made directly."""
+        from .process_cache import IMAGES
+
+        IMAGES.refused.add(fingerprint)
+        warnings.warn(f"{type(self.processor).__name__}: its batches are not joins of single images' "
+                      "tensors; every batch is prepared from the image files", stacklevel=3)
+        return self._direct(paths, decoded, levels, texts)
+
+    def fingerprint(self) -> str | None:
+        """What the tensors of an image depend on besides the file: the processor's classes and its
+        image processor's settings (and the padding colour); None when the settings cannot be
+        written out (then ``files`` prepares every batch directly)."""
+        if self._fingerprint is None:
+            ip = getattr(self.processor, "image_processor", None)
+            try:
+                settings = ip.to_json_string()
+            except Exception:  # no image processor, or settings that do not serialise
+                return None
+            self._fingerprint = "\n".join((type(self.processor).__qualname__, type(ip).__qualname__, settings,
+                                           repr(self.fill)))
+        return self._fingerprint
+
+    def _check_levels(self, levels) -> None:
         if self.train and levels is None:
             raise DeqaError("Collator(train=True) needs the level index of every image")
-        imgs = [pad_to_square(im, self.fill) if self.square else im.convert("RGB") for im in images]
-        texts = [self.prompt_text] * len(imgs) if questions is None else [self.prompt(q) for q in questions]
-        enc = self.processor(text=texts, images=imgs, padding=True, return_tensors="pt", add_special_tokens=False)
-        rows = [ids[mask.bool()].tolist() for ids, mask in zip(enc["input_ids"], enc["attention_mask"])]
-        extra_tok_keys = [k for k, v in enc.items() if k not in _TEXT_KEYS and torch.is_tensor(v)
-                          and v.shape == enc["input_ids"].shape]
-        extra_rows = {k: [enc[k][i][enc["attention_mask"][i].bool()].tolist() for i in range(len(imgs))]
-                      for k in extra_tok_keys}
 
+    def _square(self, img):
+        return pad_to_square(img, self.fill) if self.square else img.convert("RGB")
+
+    def _texts(self, questions, n: int) -> list[str]:
+        """The prompt of every image (rendered once per question)."""
+        if questions is None:
+            return [self.prompt_text] * n
+        texts = []
+        for q in questions:
+            text = self._prompts.get(q)
+            if text is None:
+                text = self._prompts[q] = self.prompt(q)
+            texts.append(text)
+        return texts
+
+    def _encode(self, imgs, texts):
+        return self.processor(text=texts, images=imgs, padding=True, return_tensors="pt", add_special_tokens=False)
+
+    def _direct(self, paths, decoded: dict, levels, texts) -> dict:
+        imgs = [decoded[i] if i in decoded else self._square(load_image(p)) for i, p in enumerate(paths)]
+        rows, extra_rows, image_part = _split_encoding(self._encode(imgs, texts))
+        return self._assemble(rows, extra_rows, image_part, levels)
+
+    def _prepare_singles(self, decoded: dict, texts, alone: bool = False) -> dict | None:
+        """``{i: ((size, tensors), nbytes)}`` for the decoded images: one processor call per image
+        size (per image when ``alone``), its tensors split evenly along the first dimension
+        (same-size images give same-size tensors), and each (prompt, size)'s prompt tokens
+        remembered. None when the processor's output cannot be split so, or when one prompt and size
+        gave two token rows."""
+        groups: dict = {}
+        for i, img in decoded.items():
+            groups.setdefault(i if alone else img.size, []).append(i)
+        made = {}
+        for idx in groups.values():
+            size = decoded[idx[0]].size
+            rows, extra_rows, image_part = _split_encoding(self._encode([decoded[i] for i in idx],
+                                                                       [texts[i] for i in idx]))
+            n = len(idx)
+            if not image_part or any(not torch.is_tensor(v) or v.ndim == 0 or v.shape[0] % n
+                                     for v in image_part.values()):
+                return None
+            for j, i in enumerate(idx):
+                tensors = {}
+                for k, v in image_part.items():
+                    share = v.shape[0] // n
+                    tensors[k] = v[j * share:(j + 1) * share].clone()
+                known = self._rows.setdefault((texts[i], size), (rows[j], extra_rows[j]))
+                if known[0] != rows[j] or not _same_extra(known[1], extra_rows[j]):
+                    return None
+                made[i] = ((size, tensors), sum(t.numel() * t.element_size() for t in tensors.values()))
+        return made
+
+    def _assemble(self, rows, extra_rows, image_part: dict, levels) -> dict:
+        """The batch from each image's prompt tokens (+ per-token extras) and the joined image tensors."""
         seqs, label_rows, level_pos_in_row = [], [], []
         for i, row in enumerate(rows):
             prompt = row + self.prefix_ids
@@ -209,7 +382,7 @@ class Collator:
             seqs.append(seq)
             level_pos_in_row.append(len(prompt) - 1)
 
-        return self._pad(enc, seqs, label_rows, level_pos_in_row, extra_tok_keys, extra_rows)
+        return self._pad(image_part, seqs, label_rows, level_pos_in_row, extra_rows)
 
     def _labels(self, seq: list[int], first: int, level_pos: int) -> list[int]:
         """Shifted labels: the logits at t predict token t + 1, for every answer token from the first
@@ -222,27 +395,24 @@ class Collator:
             lab[level_pos] = IGNORE_INDEX
         return lab
 
-    def _pad(self, enc, seqs, label_rows, level_pos_in_row, extra_tok_keys, extra_rows) -> dict:
+    def _pad(self, image_part, seqs, label_rows, level_pos_in_row, extra_rows) -> dict:
         """Left-pad the rows into the batch tensors (and the per-token extras some processors add)."""
         T = max(len(s) for s in seqs)
         B = len(seqs)
-        input_ids = torch.full((B, T), self.pad_id, dtype=torch.long)
-        attention = torch.zeros((B, T), dtype=torch.long)
-        level_pos = torch.empty(B, dtype=torch.long)
-        labels = torch.full((B, T), IGNORE_INDEX, dtype=torch.long) if self.train else None
-        extra = {k: torch.zeros((B, T), dtype=enc[k].dtype) for k in extra_tok_keys}
-        for i, seq in enumerate(seqs):
-            off = T - len(seq)
-            input_ids[i, off:] = torch.tensor(seq)
-            attention[i, off:] = 1
-            level_pos[i] = off + level_pos_in_row[i]
-            if self.train:
-                labels[i, off:] = torch.tensor(label_rows[i])
-            for k in extra_tok_keys:
-                vals = extra_rows[k][i]
-                extra[k][i, off : off + len(vals)] = torch.tensor(vals, dtype=enc[k].dtype)
+        offsets = [T - len(seq) for seq in seqs]
+        input_ids = torch.tensor([[self.pad_id] * off + seq for off, seq in zip(offsets, seqs)], dtype=torch.long)
+        attention = torch.tensor([[0] * off + [1] * (T - off) for off in offsets], dtype=torch.long)
+        level_pos = torch.tensor([off + pos for off, pos in zip(offsets, level_pos_in_row)], dtype=torch.long)
+        labels = None
+        if self.train:
+            labels = torch.tensor([[IGNORE_INDEX] * off + row for off, row in zip(offsets, label_rows)],
+                                  dtype=torch.long)
+        extra = {k: torch.zeros((B, T), dtype=v.dtype) for k, v in extra_rows[0].items()}
+        for i, off in enumerate(offsets):
+            for k, vals in extra_rows[i].items():
+                extra[k][i, off : off + len(vals)] = vals
 
-        batch = {k: v for k, v in enc.items() if k not in _TEXT_KEYS and k not in extra_tok_keys}
+        batch = dict(image_part)
         batch.update(extra)
         batch["input_ids"] = input_ids
         batch["attention_mask"] = attention
@@ -252,6 +422,39 @@ class Collator:
         if self.train:
             batch["labels"] = labels
         return batch
+
+
+def _split_encoding(enc):
+    """A processor's batch -> (each row's prompt tokens without padding, each row's per-token extras
+    as 1-D tensors, the other entries: the image data)."""
+    mask = enc["attention_mask"].bool()
+    rows = [ids[m].tolist() for ids, m in zip(enc["input_ids"], mask)]
+    extra_keys = [k for k, v in enc.items() if k not in _TEXT_KEYS and torch.is_tensor(v)
+                  and v.shape == enc["input_ids"].shape]
+    extra_rows = [{k: enc[k][i][mask[i]].clone() for k in extra_keys} for i in range(len(rows))]
+    image_part = {k: v for k, v in enc.items() if k not in _TEXT_KEYS and k not in extra_keys}
+    return rows, extra_rows, image_part
+
+
+def _same_extra(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(a[k].dtype == b[k].dtype and torch.equal(a[k], b[k]) for k in a)
+
+
+def _join(parts: list[dict]) -> dict | None:
+    """The single images' tensors joined along the first dimension, as a processor batches them; None
+    when they do not agree in names, dtypes and trailing shapes."""
+    first = parts[0]
+    for other in parts[1:]:
+        if other.keys() != first.keys() or any(other[k].dtype != v.dtype or other[k].shape[1:] != v.shape[1:]
+                                               for k, v in first.items()):
+            return None
+    return {k: torch.cat([p[k] for p in parts]) for k in first}
+
+
+def _same_batch(a: dict, b: dict) -> bool:
+    """Two batches of tensors with the same entries, dtypes, shapes and values."""
+    return list(a) == list(b) and all(torch.is_tensor(v) and torch.is_tensor(b[k]) and v.dtype == b[k].dtype
+                                      and v.shape == b[k].shape and torch.equal(v, b[k]) for k, v in a.items())
 
 
 def model_inputs(batch: dict, device=None, dtype=None) -> dict:

@@ -22,7 +22,7 @@ import torch
 
 from . import levels
 from .errors import DeqaError
-from .images import load_image, open_image, to_rgb
+from .images import open_image, to_rgb
 from .losses import level_probs
 
 
@@ -37,7 +37,6 @@ def score_images(model, processor, images, batch_size: int = 16, progress: bool 
     size (``decode_side`` gives the value ``score --low-memory`` uses).
     """
     from .collate import Collator, level_token_ids
-    from .mllm import level_logits
     from .setup import progress as progress_bar
 
     images = list(images)
@@ -68,27 +67,40 @@ def score_images(model, processor, images, batch_size: int = 16, progress: bool 
                 chunk.append(img)
                 chunk_names.append(name)
             if chunk:
-                batch = collate(chunk)
-                with torch.no_grad():
-                    logits = level_logits(model, batch)
-                p = level_probs(logits[:, list(level_ids)].float()).cpu().numpy().astype(np.float64)
-                if not np.all(np.isfinite(p)):
-                    bad = [chunk_names[j] for j in np.flatnonzero(~np.isfinite(p).all(axis=1))]
-                    raise DeqaError(f"the model gave non-finite level probabilities for {bad[0]}")
-                probs.append(p)
+                probs.append(_level_probabilities(model, collate(chunk), level_ids, chunk_names))
                 names += chunk_names
             bar.update(min(batch_size, len(images) - start))
     finally:
         bar.close()
         model.train(was_training)
 
+    df = _predictions(probs)
+    if with_paths:
+        df.insert(0, "image", names)
+    df.attrs["skipped"] = skipped
+    return df
+
+
+def _level_probabilities(model, batch: dict, level_ids, names) -> np.ndarray:
+    """(B, 5) level probabilities of a collated batch from one forward pass; a non-finite row is a
+    DeqaError naming its image (``names``)."""
+    from .mllm import level_logits
+
+    with torch.no_grad():
+        logits = level_logits(model, batch)
+    p = level_probs(logits[:, list(level_ids)].float()).cpu().numpy().astype(np.float64)
+    if not np.all(np.isfinite(p)):
+        bad = [names[j] for j in np.flatnonzero(~np.isfinite(p).all(axis=1))]
+        raise DeqaError(f"the model gave non-finite level probabilities for {bad[0]}")
+    return p
+
+
+def _predictions(probs: list) -> pd.DataFrame:
+    """``score, std, p_bad .. p_excellent`` of the batches' probabilities."""
     p = np.concatenate(probs) if probs else np.zeros((0, len(levels.LEVELS)))
     df = pd.DataFrame(p, columns=list(levels.PROB_COLUMNS))
     df.insert(0, "score", levels.score(p) if len(p) else np.zeros(0))
     df.insert(1, "std", levels.spread(p) if len(p) else np.zeros(0))
-    if with_paths:
-        df.insert(0, "image", names)
-    df.attrs["skipped"] = skipped
     return df
 
 
@@ -145,15 +157,34 @@ def predict_data(model, processor, data, batch_size: int = 32, limit: int | None
                 idx = np.sort(np.random.default_rng(seed).choice(idx, limit, replace=False))
             keep.append(idx)
         table = table.loc[np.concatenate(keep)].reset_index(drop=True)
-    images = [load_image(p) for p in table["path"]]
+    scores = _score_files(model, processor, list(table["path"]), batch_size, progress)
+    return pd.concat([table, scores[list(levels.PREDICTION_COLUMNS)]], axis=1)
+
+
+def _score_files(model, processor, paths: list[str], batch_size: int, progress: bool) -> pd.DataFrame:
+    """``score_images`` of image files that must all be readable (else a DeqaError names the file),
+    each decoded and preprocessed once per process (``deqa.collate.Collator.files``): the same numbers."""
+    from .collate import Collator, level_token_ids
+    from .setup import progress as progress_bar
+
+    if batch_size < 1:
+        raise DeqaError(f"batch size must be at least 1, got {batch_size}")
     model = getattr(model, "module", model)  # a DistributedDataParallel wrapper scores as its model
+    level_ids = level_token_ids(processor)
+    collate = Collator(processor, level_ids, train=False)
     was_training = model.training
     model.eval()
+    probs = []
+    bar = progress_bar(total=len(paths), desc="scoring", unit="img", disable=not progress)
     try:
-        scores = score_images(model, processor, images, batch_size=batch_size, progress=progress)
+        for start in range(0, len(paths), batch_size):
+            chunk = paths[start:start + batch_size]
+            probs.append(_level_probabilities(model, collate.files(chunk), level_ids, chunk))
+            bar.update(len(chunk))
     finally:
+        bar.close()
         model.train(was_training)
-    return pd.concat([table, scores.reset_index(drop=True)[list(levels.PREDICTION_COLUMNS)]], axis=1)
+    return _predictions(probs)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -290,6 +290,8 @@ def prepare(config: TrainConfig) -> Run:
                            "train_images": _count_by_dataset(splits["train"]), "pairs_per_epoch": stream.per_epoch,
                            "world_size": dist.world_size, "device": device, "torch": torch.__version__,
                            "transformers": transformers.__version__})
+    # each training image decoded and preprocessed once per process (when they fit deqa.process_cache's budget)
+    run.collator.prepare_files(run.train_data.paths, progress=config.progress and dist.is_main)
     return run
 
 

@@ -9,6 +9,7 @@ run continues with exactly the pairs an uninterrupted one would have used.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +18,6 @@ import pandas as pd
 import torch
 
 from .errors import DeqaError
-from .images import load_image
 from .levels import LABEL_COLUMNS, level_index
 
 #: mixed into the seed of the question draws, so that they are independent of the pair draws
@@ -51,7 +51,23 @@ class TrainData:
 
 def _labelled_tables(metas, method: str, reference: bool | None, nominal: bool) -> list[pd.DataFrame]:
     """Every metadata file read once (an image in two splits across files is refused) and labelled
-    on its whole table, with the metadata file and row number of every row."""
+    on its whole table, with the metadata file and row number of every row. Kept for the process
+    (``deqa.process_cache``: by the files' content and the label settings); callers get copies."""
+    from . import process_cache
+    from .soft_label import use_reference
+
+    try:
+        key = (tuple(process_cache.content_key(m) for m in metas), method, use_reference(reference), nominal)
+    except OSError:  # a missing file: read_metadata names it
+        return _read_labelled(metas, method, reference, nominal)
+    tables = process_cache.remembered_tables(key)
+    if tables is None:
+        tables = _read_labelled(metas, method, reference, nominal)
+        process_cache.remember_tables(key, tables)
+    return [t.copy() for t in tables]
+
+
+def _read_labelled(metas, method: str, reference: bool | None, nominal: bool) -> list[pd.DataFrame]:
     from . import data
 
     tables = [data.read_metadata(Path(meta)) for meta in metas]
@@ -73,11 +89,12 @@ def _select(labelled: list[pd.DataFrame], split: str, label: str, check_images: 
     for table in labelled:
         rows = table[table["split"] == split]
         meta = Path(table["_meta"].iloc[0]) if len(table) else None
+        folder = str(meta.resolve().parent) if meta is not None else ""
         for row, image in zip(rows["_row"], rows["image"]):
-            path = Path(image) if Path(image).is_absolute() else meta.resolve().parent / image
-            if check_images and not path.is_file():
-                raise DeqaError(f"{meta}: row {row} (image {image!r}): image file not found: {path}")
-            paths.append(path)
+            path = os.path.join(folder, image)  # an absolute image path stays as it is
+            if check_images and not os.path.isfile(path):
+                raise DeqaError(f"{meta}: row {row} (image {image!r}): image file not found: {Path(path)}")
+            paths.append(Path(path))
         parts.append(rows)
     table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
     if len(table) == 0:
@@ -91,20 +108,27 @@ def _select(labelled: list[pd.DataFrame], split: str, label: str, check_images: 
 def check_readable(data: TrainData, progress: bool = True) -> None:
     """Open every image of ``data`` before training starts (decoded at a reduced size where the format
     allows), so that a corrupt file stops the run at once with its metadata file and row named rather
-    than in the middle of training."""
+    than in the middle of training. A file found readable is not opened again in this process while it
+    is unchanged (``deqa.process_cache.READABLE``)."""
     from PIL import Image
 
+    from .process_cache import READABLE, file_key, settled
     from .setup import progress as progress_bar
 
     rows = zip(data.paths, data.table["_meta"], data.table["_row"], data.table["image"])
     for path, meta, row, image in progress_bar(rows, total=len(data), desc="checking images", unit="img",
                                                leave=False, disable=not progress):
         try:
+            key = file_key(path)
+            if key in READABLE:
+                continue
             with Image.open(path) as im:
                 im.draft("RGB", (64, 64))  # JPEG: decode at 1/8 scale; every byte is still read
                 im.load()
         except (OSError, ValueError) as exc:
             raise DeqaError(f"{meta}: row {row} (image {image!r}): cannot read the image {path}: {exc}") from None
+        if settled(key):
+            READABLE.add(key)
 
 
 def load_splits(metas, splits=("train", "val"), label: str = "soft", method: str = "official",
@@ -140,6 +164,7 @@ class PairStream:
         self.seed, self.n_images = seed, len(datasets)
         self.per_epoch = len(self.sampler)
         self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._drawn: tuple = (None, None)  # (epoch, the question index of every image in it)
 
     def _epoch(self, epoch: int):
         if epoch not in self._cache:
@@ -164,8 +189,10 @@ class PairStream:
 
         qa, qb = [], []
         for epoch, lo, hi in self._segments(start, n):
-            drawn = np.random.default_rng([self.seed, epoch, QUESTION_SEED_TAG]).integers(
-                len(QUESTIONS), size=self.n_images)
+            if self._drawn[0] != epoch:  # keep one epoch's draw
+                self._drawn = (epoch, np.random.default_rng([self.seed, epoch, QUESTION_SEED_TAG]).integers(
+                    len(QUESTIONS), size=self.n_images))
+            drawn = self._drawn[1]
             ia, ib = self._epoch(epoch)
             qa.append(drawn[ia[lo:hi]])
             qb.append(drawn[ib[lo:hi]])
@@ -190,14 +217,13 @@ class PairBatchDataset:
         first = self.start + i * self.batch_size
         ia, ib = self.stream.take(first, self.batch_size)
         idx = np.concatenate([ia, ib])
-        images = [load_image(self.data.paths[j]) for j in idx]
         questions = None
         if self.random_questions:
             from .collate import QUESTIONS
 
             questions = [QUESTIONS[k] for k in np.concatenate(self.stream.questions(first, self.batch_size))]
-        batch = dict(self.collator(images, levels=[int(v) for v in self.data.answer_levels[idx]],
-                                   questions=questions))
+        batch = dict(self.collator.files([self.data.paths[j] for j in idx],
+                                         levels=[int(v) for v in self.data.answer_levels[idx]], questions=questions))
         batch["target"] = torch.as_tensor(self.data.target[idx], dtype=torch.float32)
         batch["mu"] = torch.as_tensor(self.data.mu[idx], dtype=torch.float64)
         batch["sigma"] = torch.as_tensor(self.data.sigma[idx], dtype=torch.float64)

@@ -176,6 +176,36 @@ def test_collate_train_save_reload_score(built, arch, tmp_path):
     np.testing.assert_allclose(after[list(PROB_COLUMNS)].sum(axis=1), 1.0, atol=1e-6)
 
 
+@pytest.mark.parametrize("square", [True, False])
+@pytest.mark.parametrize("arch", ARCHS)
+def test_batches_from_files_equal_the_processors_own(built, arch, square, tmp_path, monkeypatch):
+    """Collator.files (each image prepared once per process) gives the processor's own batch bit for
+    bit, for images of mixed sizes and questions, cold and warm (deqa.process_cache)."""
+    from deqa import process_cache
+    from deqa.images import load_image
+
+    monkeypatch.setattr(process_cache, "SETTLE_SECONDS", 0.0)
+    process_cache.clear()
+    _, processor = _load(built[arch])
+    paths = []
+    for i, img in enumerate(_images(6, seed=4)):
+        paths.append(tmp_path / f"im{i}.png")
+        img.save(paths[-1])
+    col = collate.Collator(processor, _level_ids(processor), train=True, square=square)
+    try:
+        for idx in ([0, 1, 2, 3], [1, 4, 5], [5, 0, 3, 1], [2, 2]):
+            questions = [collate.QUESTIONS[(i + len(idx)) % len(collate.QUESTIONS)] for i in idx]
+            chosen = [i % 5 for i in idx]
+            direct = col([load_image(paths[i]) for i in idx], chosen, questions)
+            got = col.files([paths[i] for i in idx], chosen, questions)
+            assert list(got) == list(direct)
+            for k, v in direct.items():
+                assert got[k].dtype == v.dtype and torch.equal(got[k], v), k
+        assert process_cache.IMAGES.hits > 0 and not process_cache.IMAGES.refused  # joined from the store
+    finally:
+        process_cache.clear()
+
+
 def test_builders_reachable_through_build_tiny(tmp_path):
     from deqa import tiny
 

@@ -32,13 +32,19 @@ def test_an_image_in_two_splits_across_files_is_refused(tmp_path):
         trainset.load_split([tmp_path / "train.csv", tmp_path / "test.csv"], "train")
 
 def test_load_splits_reads_each_file_once_and_equals_load_split(smoke_data, monkeypatch):
-    from deqa import data
+    from deqa import data, process_cache
 
+    process_cache.clear()
     calls = []
     read = data.read_metadata
     monkeypatch.setattr(data, "read_metadata", lambda path, *a, **k: calls.append(str(path)) or read(path, *a, **k))
     splits = trainset.load_splits(smoke_data, ("train", "val", "test"))
     assert sorted(calls) == sorted(smoke_data)  # once each
+    again = trainset.load_splits(smoke_data, ("train",))
+    assert sorted(calls) == sorted(smoke_data)  # and once per process for the same labels
+    assert again["train"].paths == splits["train"].paths
+    trainset.load_splits(smoke_data, ("train",), method="cdf")
+    assert len(calls) == 2 * len(smoke_data)  # other label settings: read again
     monkeypatch.setattr(data, "read_metadata", read)
     for split, got in splits.items():
         alone = trainset.load_split(smoke_data, split)
