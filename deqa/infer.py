@@ -15,6 +15,7 @@ import math
 import sys
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -146,9 +147,7 @@ def predict_split(model, processor, metas, split: str = "test", batch_size: int 
 def predict_data(model, processor, data, batch_size: int = 32, limit: int | None = None,
                  progress: bool = False, seed: int = 0) -> pd.DataFrame:
     """``predict_split`` on a split already loaded (a ``deqa.trainset.TrainData``)."""
-    table = data.table.drop(columns=["_row", "_meta"], errors="ignore")
-    table = table.rename(columns={"std": levels.NATIVE_STD})
-    table["path"] = [str(p) for p in data.paths]
+    table = _split_table(data)
     if limit is not None:
         keep = []
         for _, part in table.groupby("dataset", sort=False):
@@ -159,6 +158,36 @@ def predict_data(model, processor, data, batch_size: int = 32, limit: int | None
         table = table.loc[np.concatenate(keep)].reset_index(drop=True)
     scores = _score_files(model, processor, list(table["path"]), batch_size, progress)
     return pd.concat([table, scores[list(levels.PREDICTION_COLUMNS)]], axis=1)
+
+
+def _split_table(data) -> pd.DataFrame:
+    """A loaded split's rows as ``predict_data`` returns them, before the predictions: the metadata
+    columns (the native ``std`` renamed ``mos_std``) and the resolved image ``path``."""
+    table = data.table.drop(columns=["_row", "_meta"], errors="ignore")
+    table = table.rename(columns={"std": levels.NATIVE_STD})
+    table["path"] = [str(p) for p in data.paths]
+    return table.reset_index(drop=True)
+
+
+def with_predictions(data, predictions: pd.DataFrame, root) -> pd.DataFrame:
+    """``predict_data``'s table for predictions made before: ``predictions`` has the columns of a
+    ``deqa score`` CSV, its ``image`` given relative to the folder ``root`` (chapter 04 commits its test
+    predictions so, and chapter 05 reads them back with ``DEQA_REUSE=1`` instead of loading the model).
+    Every image of ``data`` needs exactly one prediction; a missing or repeated one is a DeqaError."""
+    table = _split_table(data)
+    root = Path(root).resolve()
+    try:
+        keys = [Path(p).resolve().relative_to(root).as_posix() for p in table["path"]]
+    except ValueError:
+        raise DeqaError(f"the images of the split are not under {root}") from None
+    given = predictions.set_index("image")
+    if given.index.has_duplicates:
+        raise DeqaError(f"two predictions for the image {given.index[given.index.duplicated()][0]!r}")
+    missing = [k for k in keys if k not in given.index]
+    if missing:
+        raise DeqaError(f"{len(missing)} of {len(keys)} images have no prediction, e.g. {missing[0]!r}")
+    scores = given.loc[keys, list(levels.PREDICTION_COLUMNS)].reset_index(drop=True)
+    return pd.concat([table, scores], axis=1)
 
 
 def _score_files(model, processor, paths: list[str], batch_size: int, progress: bool) -> pd.DataFrame:

@@ -271,3 +271,24 @@ def test_low_memory_decodes_big_jpegs_smaller_with_close_scores(tiny, tmp_path, 
     small = infer.score_images(model, processor, [tmp_path / "big.jpg"], progress=False, min_side=700)
     assert seen == [(2400, 1500), (1200, 750)]  # 1/2: 1/4 would be under 700 on a side
     assert abs(small["score"][0] - whole["score"][0]) < 0.05
+
+
+def test_predictions_made_before_join_their_split_as_predict_data_does(tiny_model, smoke_data, tmp_path):
+    """with_predictions on a score CSV (images relative to the data folder) gives predict_data's table."""
+    from pathlib import Path
+
+    from deqa import infer, levels, mllm, trainset
+    from deqa.errors import DeqaError
+
+    model, processor = mllm.load(tiny_model)
+    test = trainset.load_split(smoke_data, "test")
+    scored = infer.predict_data(model, processor, test)
+    root = Path(smoke_data[0]).parent.parent
+    saved = scored[["path", *levels.PREDICTION_COLUMNS]].rename(columns={"path": "image"})
+    saved["image"] = [Path(p).resolve().relative_to(root.resolve()).as_posix() for p in saved["image"]]
+    saved = saved.iloc[::-1]   # any order
+    pd.testing.assert_frame_equal(infer.with_predictions(test, saved, root), scored)
+    with pytest.raises(DeqaError, match="1 of .* images have no prediction"):
+        infer.with_predictions(test, saved.iloc[1:], root)
+    with pytest.raises(DeqaError, match="two predictions"):
+        infer.with_predictions(test, pd.concat([saved, saved.iloc[:1]]), root)
