@@ -177,8 +177,11 @@ def _build_llava(out_dir: Path, seed: int = 0, image_size: int = 64, tower_state
         chat_template=CHAT_TEMPLATE,
         image_token=IMAGE,
     )
-    model.save_pretrained(out_dir)
-    processor.save_pretrained(out_dir)
+    from .mllm import quiet_transformers
+
+    with quiet_transformers():   # no "Writing model shards" bar in the notebooks
+        model.save_pretrained(out_dir)
+        processor.save_pretrained(out_dir)
     return (out_dir, model, processor) if return_model else out_dir
 
 
