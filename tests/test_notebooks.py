@@ -46,3 +46,19 @@ def test_chapters_run_in_order_with_each_appendix_after_its_chapter():
     assert names.index("02b_label_modes.ipynb") == names.index("02_soft_labels.ipynb") + 1
     assert (nbrun.chapter_prefix("02b_label_modes.ipynb"), nbrun.chapter_prefix("02_soft_labels.ipynb"),
             nbrun.chapter_prefix("solutions.ipynb")) == ("02b", "02", "")
+
+
+@pytest.mark.notebook
+def test_a_second_make_tutorial_finds_run_folders_it_may_replace(smoke_env):
+    """After the chain above, every run folder a chapter trained still holds only what training wrote, so
+    that running the chapters again (a second ``make tutorial``) may replace it: a chapter that scores or
+    reports a model writes beside its run folder, not into it."""
+    from deqa.checkpoints import RUN_CONFIG, STAGE1_LOG, check_run_folder
+
+    runs = smoke_env / "runs"
+    if not runs.is_dir():
+        pytest.skip("the notebooks did not run in this session (run the whole module)")
+    folders = [p for p in runs.iterdir() if (p / RUN_CONFIG).is_file() or (p / STAGE1_LOG).is_file()]
+    assert "tiny-deqa" in {p.name for p in folders}
+    for folder in folders:
+        check_run_folder(folder)
