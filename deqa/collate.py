@@ -205,17 +205,14 @@ class Collator:
         first dimension and the prompt tokens of an image depend only on its question and size; the
         first batch of every processor is checked against the processor's own batch, and a processor
         whose batches are not such a join (images padded to a common size...) gets the direct path."""
-        from .process_cache import IMAGES, file_key, image_budget, settled
+        from .process_cache import IMAGES, settled
 
         self._check_levels(levels)
-        budget = image_budget()
+        store = self._store_keys(paths) if paths else None
+        if store is None:  # nothing to keep, or a missing file: load_image names it
+            return self([load_image(p) for p in paths], levels, questions)
+        budget, keys = store
         fingerprint = self.fingerprint()
-        if not paths or budget <= 0 or fingerprint is None or fingerprint in IMAGES.refused:
-            return self([load_image(p) for p in paths], levels, questions)
-        try:
-            keys = [(fingerprint, self.square, file_key(p)) for p in paths]
-        except OSError:  # a missing file: load_image names it
-            return self([load_image(p) for p in paths], levels, questions)
         texts = self._texts(questions, len(paths))
         entries = [IMAGES.get(k) for k in keys]
         # the images not kept, then a kept one for each (prompt, size) whose tokens are not known yet
@@ -251,16 +248,14 @@ class Collator:
         them all), as long as all of them fit its budget (images kept for other files make room, least
         recently used first); True when they are all kept. A training run does this for its training
         images: once per process, in large groups, rather than a few in every step of its first runs."""
-        from .process_cache import IMAGES, file_key, image_budget, settled
+        from .process_cache import IMAGES, settled
         from .setup import progress as progress_bar
 
-        budget, fingerprint = image_budget(), self.fingerprint()
-        if budget <= 0 or fingerprint is None or fingerprint in IMAGES.refused:
+        store = self._store_keys(paths)
+        if store is None:
             return False
-        try:
-            keys = {(fingerprint, self.square, file_key(p)): p for p in paths}
-        except OSError:
-            return False
+        budget, fingerprint = store[0], self.fingerprint()
+        keys = dict(zip(store[1], paths))
         todo = [(k, p) for k, p in keys.items() if IMAGES.get(k) is None]
         if not todo:
             return True
@@ -287,6 +282,20 @@ class Collator:
         finally:
             bar.close()
         return True
+
+    def _store_keys(self, paths):
+        """``(budget in bytes, the store key of every path)`` when the images of ``paths`` may be kept in
+        the process's store; None when they may not (the store is off, the processor's settings cannot
+        be written out or its batches were refused) or a file cannot be examined."""
+        from .process_cache import IMAGES, file_key, image_budget
+
+        budget, fingerprint = image_budget(), self.fingerprint()
+        if budget <= 0 or fingerprint is None or fingerprint in IMAGES.refused:
+            return None
+        try:
+            return budget, [(fingerprint, self.square, file_key(p)) for p in paths]
+        except OSError:
+            return None
 
     def _refuse(self, fingerprint: str, paths, decoded: dict, levels, texts) -> dict:
         """Never assemble this processor's batches from single images again (in this process); the
